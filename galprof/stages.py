@@ -1,0 +1,74 @@
+"""The seam between ingestion and the models: stages.
+
+A stage receives the decoded frames of one media item (a photo has one frame, a
+video several) and returns a JSON-serialisable payload. The store caches that
+payload per media content hash, stage name and stage version, so a re-scan skips
+a stage whose version is unchanged and a new model re-runs only its own stage.
+
+Stages are pure functions of pixels (plus the outputs of the stages they require);
+gallery-level passes (people, privacy, places) run later, from the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass
+class Frame:
+    """One decoded picture of a media item, oriented as a person sees it."""
+
+    index: int                  # 0 for a photo; the decoded frame number for a video
+    timestamp: float | None     # seconds from the start of a video; None for a photo
+    image: np.ndarray           # RGB uint8, (H, W, 3), at analysis size
+    scale: float                # image pixels per original (oriented) pixel, <= 1
+
+
+class Stage(Protocol):
+    name: str                   # "objects", "scenes", "faces", ...: the results key
+    requires: tuple[str, ...]   # names of stages whose payloads `run` needs
+    long_side: int              # the long side (pixels) of the frames this stage wants
+
+    @property
+    def version(self) -> str:
+        """Changes whenever the results could change (model hash, code revision)."""
+        ...
+
+    def load(self) -> None:
+        """Load models; called once before the first `run`. Raises SetupError if missing."""
+        ...
+
+    def run(self, frames: list[Frame], upstream: dict[str, Any]) -> dict:
+        """Analyse one media item. `upstream` maps each required stage to its payload.
+
+        The payload is JSON-serialisable, except for numpy arrays under the key
+        "arrays" (name -> array), which the store keeps as BLOBs beside the JSON.
+        """
+        ...
+
+
+def order_stages(stages: list[Stage]) -> list[Stage]:
+    """Stages sorted so that each comes after the ones it requires."""
+    by_name = {s.name: s for s in stages}
+    ordered: list[Stage] = []
+    visiting: set[str] = set()
+
+    def visit(stage: Stage) -> None:
+        if stage in ordered:
+            return
+        if stage.name in visiting:
+            raise ValueError(f"stage dependency cycle at {stage.name}")
+        visiting.add(stage.name)
+        for dep in stage.requires:
+            if dep not in by_name:
+                raise ValueError(f"stage {stage.name} requires {dep}, which is not enabled")
+            visit(by_name[dep])
+        visiting.discard(stage.name)
+        ordered.append(stage)
+
+    for s in stages:
+        visit(s)
+    return ordered

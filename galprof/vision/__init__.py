@@ -1,0 +1,1 @@
+"""On-device models: one class per task over a shared TFLite/ONNX runtime."""

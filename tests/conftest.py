@@ -1,0 +1,34 @@
+"""Shared fixtures: real media and real models from ../shared, never written to."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GALPROF_SHARED", REPO.parent / "shared"))
+TESTMEDIA = SHARED / "testmedia"
+SHARED_MODELS = SHARED / "models"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own data dir and database; models come from ../shared/models."""
+    monkeypatch.setenv("GALPROF_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("GALPROF_DB", raising=False)
+    monkeypatch.setenv("GALPROF_MODELS", os.environ.get("GALPROF_TEST_MODELS", str(SHARED_MODELS)))
+    return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def testmedia() -> Path:
+    if not TESTMEDIA.is_dir():
+        pytest.fail(f"test media not found at {TESTMEDIA} (set GALPROF_SHARED)")
+    return TESTMEDIA
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> Path:
+    return Path(os.environ.get("GALPROF_TEST_MODELS", str(SHARED_MODELS)))

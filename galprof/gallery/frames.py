@@ -1,0 +1,226 @@
+"""Pixels: fast, oriented, bounded decoding of photos and sampled video frames.
+
+A JPEG is decoded in draft mode (DCT scaling) at the smallest scale that still
+covers the size the models need, so a 12 MP photo is never fully decoded for
+analysis. EXIF orientation and video rotation are applied; everything comes out
+RGB. Oversized images are refused before their pixels are touched.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from galprof.errors import MediaError
+from galprof.gallery.metadata import Metadata, exif_from_bytes, video_metadata
+from galprof.stages import Frame
+
+try:
+    import pillow_heif
+    pillow_heif.register_heif_opener()
+except ImportError:  # HEIC support is optional on exotic platforms
+    pillow_heif = None
+
+# The guard against decompression bombs: refuse images above this many pixels.
+MAX_PIXELS = 250_000_000
+Image.MAX_IMAGE_PIXELS = None      # our own check below gives a per-file error instead
+# A truncated photo is still analysed when at least this share of its rows decoded.
+MIN_DECODED_SHARE = 0.5
+
+
+@dataclass
+class Decoded:
+    """What one read of a media file gives: its metadata and its frames."""
+
+    meta: Metadata
+    frames: list[Frame]
+    warnings: list[str]
+
+
+def _open_image(path: Path, data: bytes | None = None) -> Image.Image:
+    if data is None and path.stat().st_size == 0:
+        raise MediaError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(data) if data is not None else path)
+    except Image.DecompressionBombError as e:
+        raise MediaError(path, f"image too large ({e})") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise MediaError(path, f"not a readable image ({_short(e)})") from None
+    if img.width * img.height > MAX_PIXELS:
+        raise MediaError(path, f"image too large ({img.width}x{img.height} pixels, "
+                               f"limit {MAX_PIXELS // 1_000_000} MP)")
+    if img.width <= 0 or img.height <= 0:
+        raise MediaError(path, "image has no pixels (width or height is 0)")
+    return img
+
+
+def _short(e: BaseException) -> str:
+    text = str(e)
+    if text.startswith("cannot identify image file"):
+        return "unrecognised or corrupt image data"
+    return text or type(e).__name__
+
+
+def _draft(img: Image.Image, long_side: int) -> None:
+    """Ask the JPEG decoder for the smallest DCT scale whose long side still covers `long_side`."""
+    if img.format != "JPEG" or not long_side:
+        return
+    w, h = img.size
+    f = long_side / max(w, h)
+    if f < 1:
+        img.draft("RGB", (max(1, math.ceil(w * f)), max(1, math.ceil(h * f))))
+
+
+def _fit(img: Image.Image, long_side: int) -> Image.Image:
+    if long_side and max(img.size) > long_side:
+        f = long_side / max(img.size)
+        size = (max(1, round(img.width * f)), max(1, round(img.height * f)))
+        img = img.resize(size, Image.BILINEAR, reducing_gap=2.0)
+    return img
+
+
+def _decoded_share(img: Image.Image) -> float:
+    """Share of rows that decoded: libjpeg fills what is missing with flat rows at the bottom."""
+    arr = np.asarray(img.convert("L"))
+    flat = np.all(arr == arr[:, :1], axis=1)
+    missing = len(flat) - (np.flatnonzero(~flat)[-1] + 1) if (~flat).any() else len(flat)
+    return 1 - missing / len(flat)
+
+
+def _load(path: Path, long_side: int, data: bytes | None = None
+          ) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded image (draft-scaled) and the stored size before scaling."""
+    img = _open_image(path, data)
+    size = img.size
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)               # animated GIF/WebP: the first frame
+    _draft(img, long_side)
+    img.load()
+    return img, size
+
+
+def decode_photo(path: Path, long_side: int) -> Decoded:
+    """Metadata and one oriented RGB frame whose long side is at most `long_side`.
+
+    A truncated JPEG is decoded again with an end-of-image marker appended, which
+    makes libjpeg fill the missing rows; it is analysed, with a warning, when at
+    least MIN_DECODED_SHARE of it came through.
+    """
+    notes: list[str] = []
+    try:
+        img, (w, h) = _load(path, long_side)
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        if isinstance(e, MediaError) or "truncated" not in str(e):
+            if isinstance(e, MediaError):
+                raise
+            raise MediaError(path, f"cannot decode pixels ({_short(e)})") from None
+        try:
+            img, (w, h) = _load(path, long_side, path.read_bytes() + b"\xff\xd9")
+        except (OSError, ValueError, SyntaxError, EOFError):
+            raise MediaError(path, f"truncated file that does not decode ({_short(e)})") from None
+        share = _decoded_share(img)
+        if share < MIN_DECODED_SHARE:
+            raise MediaError(path, f"truncated file: only {share:.0%} of the image decodes")
+        notes.append(f"truncated file: analysed the {share:.0%} of the image that decodes")
+    meta = Metadata()
+    exif_from_bytes(img.info.get("exif"), meta)
+    swap = meta.orientation in (5, 6, 7, 8)
+    meta.width, meta.height = (h, w) if swap else (w, h)
+    if meta.orientation and meta.orientation != 1:
+        img = ImageOps.exif_transpose(img)
+    img = _fit(img.convert("RGB"), long_side)
+    frame = Frame(index=0, timestamp=None, image=np.asarray(img), scale=img.width / meta.width)
+    return Decoded(meta, [frame], meta.warnings + notes)
+
+
+def _rotate(array: np.ndarray, rotation: int) -> np.ndarray:
+    k = (rotation // 90) % 4          # counter-clockwise quarter turns, as PyAV reports
+    return np.rot90(array, k) if k else array
+
+
+def decode_video(path: Path, long_side: int, frame_step: int, max_frames: int) -> Decoded:
+    """Metadata and every `frame_step`-th frame, widened so that at most `max_frames` cover
+    the whole video; the container's rotation applied."""
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise MediaError(path, f"not a readable video ({_short(e)})") from None
+    with container:
+        if not container.streams.video:
+            raise MediaError(path, "no video stream")
+        meta = video_metadata(container)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        total = stream.frames or (int(meta.duration * meta.fps) if meta.duration and meta.fps else 0)
+        step = max(frame_step, math.ceil(total / max_frames) if total else frame_step)
+        frames: list[Frame] = []
+        warnings_: list[str] = []
+        rotation = 0
+        try:
+            for i, vf in enumerate(container.decode(stream)):
+                if i == 0:
+                    rotation = int(getattr(vf, "rotation", 0) or 0)
+                if i % step:
+                    continue
+                w, h = vf.width, vf.height
+                f = min(1.0, long_side / max(w, h)) if long_side else 1.0
+                rgb = vf.to_ndarray(width=max(2, round(w * f)), height=max(2, round(h * f)),
+                                    format="rgb24")
+                ts = float(vf.time) if vf.time is not None else None
+                frames.append(Frame(index=i, timestamp=ts, image=_rotate(rgb, rotation), scale=f))
+                if len(frames) >= max_frames:
+                    break
+        except (av.FFmpegError, OSError, ValueError) as e:
+            if not frames:
+                raise MediaError(path, f"cannot decode video ({_short(e)})") from None
+            warnings_.append(f"video decoding stopped early ({_short(e)})")
+        if not frames:
+            raise MediaError(path, "video has no decodable frames")
+        meta.rotation = rotation
+        if rotation % 180:
+            meta.width, meta.height = meta.height, meta.width
+    return Decoded(meta, frames, warnings_)
+
+
+def decode(path: Path, kind: str, long_side: int, frame_step: int = 5,
+           max_frames: int = 40) -> Decoded:
+    if kind == "video":
+        return decode_video(path, long_side, frame_step, max_frames)
+    return decode_photo(path, long_side)
+
+
+def read_metadata(path: Path, kind: str) -> Metadata:
+    """Metadata only (no pixels decoded): for a copy whose stage results are already cached."""
+    if kind == "video":
+        import av
+        try:
+            with av.open(str(path), metadata_errors="ignore") as container:
+                return video_metadata(container)
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise MediaError(path, f"not a readable video ({_short(e)})") from None
+    img = _open_image(path)
+    meta = Metadata()
+    exif_from_bytes(img.info.get("exif"), meta)
+    swap = meta.orientation in (5, 6, 7, 8)
+    meta.width, meta.height = (img.height, img.width) if swap else img.size
+    return meta
+
+
+def thumbnail(path: Path, long_side: int = 256) -> Image.Image:
+    """A small oriented RGB picture of a photo, or of a video's first frame (for reports)."""
+    from galprof.gallery.walk import sniff
+
+    with open(path, "rb") as f:
+        kind = (sniff(f.read(64)) or ("photo", None))[0]
+    decoded = decode(Path(path), kind, long_side, frame_step=1, max_frames=1)
+    return Image.fromarray(decoded.frames[0].image)

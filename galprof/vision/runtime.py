@@ -8,13 +8,14 @@ tensorflow.lite); `.onnx` files run on onnxruntime (the runtime Termux packages)
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import numpy as np
 
-from galprof.errors import SetupError
+from galprof.errors import ModelMismatch, SetupError
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class TensorInfo:
 class Session(Protocol):
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
+    extra_outputs: list[TensorInfo]   # intermediate tensors asked for in open_session
 
     def run(self, feeds: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Run once; returns every output by name."""
@@ -60,14 +62,28 @@ def _tflite_interpreter_class():
 
 
 class TFLiteSession:
-    def __init__(self, path: Path, threads: int):
+    def __init__(self, path: Path, threads: int, extra_outputs: Sequence[str] = ()):
         interpreter_class = _tflite_interpreter_class()
-        self._it = interpreter_class(model_path=str(path), num_threads=threads)
+        if extra_outputs:
+            # Intermediate tensors share arena memory and are overwritten later in the
+            # run unless preserved (measured: +0.3 ms on MobileNetV2/EfficientNet-Lite0).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._it = interpreter_class(model_path=str(path), num_threads=threads,
+                                             experimental_preserve_all_tensors=True)
+        else:
+            self._it = interpreter_class(model_path=str(path), num_threads=threads)
         self._it.allocate_tensors()
         self.inputs = [self._info(d) for d in self._it.get_input_details()]
         self.outputs = [self._info(d) for d in self._it.get_output_details()]
         self._in_idx = [d["index"] for d in self._it.get_input_details()]
         self._out_idx = [(d["name"], d["index"]) for d in self._it.get_output_details()]
+        by_name = {d["name"]: d for d in self._it.get_tensor_details()}
+        missing = [name for name in extra_outputs if name not in by_name]
+        if missing:
+            raise ModelMismatch(f"{path.name}: no tensor named {', '.join(missing)}")
+        self.extra_outputs = [self._info(by_name[name]) for name in extra_outputs]
+        self._out_idx += [(name, by_name[name]["index"]) for name in extra_outputs]
 
     @staticmethod
     def _info(d) -> TensorInfo:
@@ -83,7 +99,7 @@ class TFLiteSession:
 
 
 class OnnxSession:
-    def __init__(self, path: Path, threads: int):
+    def __init__(self, path: Path, threads: int, extra_outputs: Sequence[str] = ()):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -101,6 +117,11 @@ class OnnxSession:
         self.outputs = [TensorInfo(o.name, tuple(d if isinstance(d, int) else -1 for d in o.shape),
                                    np.dtype(dtypes.get(o.type, np.float32)))
                         for o in self._s.get_outputs()]
+        missing = [name for name in extra_outputs if name not in {o.name for o in self.outputs}]
+        if missing:
+            raise ModelMismatch(f"{path.name}: {', '.join(missing)} is not a graph output "
+                                "(ONNX sessions only return graph outputs)")
+        self.extra_outputs = [o for o in self.outputs if o.name in extra_outputs]
 
     def run(self, feeds):
         names = [i.name for i in self.inputs]
@@ -108,9 +129,14 @@ class OnnxSession:
         return {o.name: v for o, v in zip(self.outputs, values)}
 
 
-def open_session(path: Path, threads: int | None = None) -> Session:
-    """A session for a model file, chosen by its suffix."""
+def open_session(path: Path, threads: int | None = None,
+                 extra_outputs: Sequence[str] = ()) -> Session:
+    """A session for a model file, chosen by its suffix.
+
+    extra_outputs: names of intermediate tensors to return from `run` beside the
+    graph outputs (their TensorInfo, with quantisation, is in `session.extra_outputs`).
+    """
     threads = threads or default_threads()
     if path.suffix == ".onnx":
-        return OnnxSession(path, threads)
-    return TFLiteSession(path, threads)
+        return OnnxSession(path, threads, extra_outputs)
+    return TFLiteSession(path, threads, extra_outputs)

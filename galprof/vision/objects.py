@@ -1,0 +1,254 @@
+"""Object detection with YOLOX-Nano (COCO, 80 classes) and the "objects" scan stage.
+
+Pre/post-processing follows the contract verified in shared/models/MANIFEST.md:
+letterbox at the top-left on a 114 canvas, BGR float 0-255, one output row per
+anchor [dx, dy, dw, dh, objectness, 80 class scores] (already sigmoided), decoded
+on the grids of the manifest's strides. The TFLite conversion decodes inside its
+graph (rows hold cx, cy, w, h in input pixels); the manifest's `decoded` flag says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from galprof.errors import ModelMismatch
+from galprof.stages import Frame
+from galprof.vision import transforms
+from galprof.vision.base import Model
+from galprof.vision.runtime import Session
+
+# Score kept for a label with no threshold of its own: MANIFEST.md found 0.3 right for YOLOX.
+DEFAULT_THRESHOLD = 0.3
+# Same-class boxes overlapping more than this are one object (the YOLOX reference value).
+NMS_IOU = 0.45
+# exp(dw) overflows float32 on padded anchors: clip the log-size first (e^10 strides is plenty).
+MAX_LOG_SIZE = 10.0
+# A tile detection this close (px) to an inner tile edge is likely cut in half: drop it.
+TILE_EDGE_MARGIN = 2.0
+# In a video, an object seen in one sampled frame only is often a flicker of the detector…
+VIDEO_MIN_FRAMES = 2
+# …unless the detector is sure of it.
+VIDEO_HIGH_CONFIDENCE = 0.6
+# Bump when this module's output for the same pixels and model changes (cache key).
+CODE_REVISION = 1
+
+
+@dataclass(frozen=True)
+class Detection:
+    label: str
+    score: float
+    box: tuple[float, float, float, float]   # x1, y1, x2, y2 in input-image pixels
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "score": round(float(self.score), 4),
+                "box": [round(float(v), 1) for v in self.box]}
+
+    def scaled(self, factor: float) -> "Detection":
+        """The same detection with its box multiplied by `factor`."""
+        return Detection(self.label, self.score, tuple(float(v) * factor for v in self.box))
+
+
+class ObjectDetector(Model):
+    """YOLOX-Nano, TFLite (NHWC) or ONNX (NCHW); `predict(rgb)` -> list[Detection].
+
+    thresholds: label -> minimum score (labels not in it use `default_threshold`).
+    """
+
+    role = "objects"
+
+    def __init__(self, model_id: str | None = None, threads: int | None = None,
+                 models_dir: Path | None = None, thresholds: Mapping[str, float] | None = None,
+                 default_threshold: float = DEFAULT_THRESHOLD, iou_threshold: float = NMS_IOU):
+        super().__init__(model_id, threads, models_dir)
+        self.thresholds = dict(thresholds or {})
+        self.default_threshold = default_threshold
+        self.iou_threshold = iou_threshold
+        shape = self.spec.input.get("shape") or [1, 416, 416, 3]
+        self.channels_first = shape[1] == 3
+        self.height, self.width = (shape[2], shape[3]) if self.channels_first else (shape[1], shape[2])
+        self.pad_value = int(self.spec.input.get("pad_value", 114))
+        self.bgr = self.spec.input.get("color", "BGR") == "BGR"
+        self.strides = list(self.spec.output.get("strides", [8, 16, 32]))
+        # Some conversions carry the grid decode inside the graph (the manifest says which).
+        self.decoded = bool(self.spec.output.get("decoded", False))
+        self._grid = self._make_grid()
+        self._label_thresholds: np.ndarray | None = None
+
+    def _make_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """Anchor cell (gx, gy) and stride per output row, row-major per stride."""
+        cells, strides = [], []
+        for s in self.strides:
+            gh, gw = self.height // s, self.width // s
+            gy, gx = np.mgrid[0:gh, 0:gw]
+            cells.append(np.stack([gx.ravel(), gy.ravel()], axis=1))
+            strides.append(np.full(gh * gw, s))
+        return np.concatenate(cells).astype(np.float32), np.concatenate(strides).astype(np.float32)
+
+    def _check_contract(self, session: Session) -> None:
+        want_in = self.spec.input.get("shape")
+        got_in = list(session.inputs[0].shape)
+        if want_in and got_in != list(want_in):
+            raise ModelMismatch(f"{self.spec.file}: input shape {got_in}, manifest says {want_in}")
+        got_out = list(session.outputs[0].shape)
+        want_out = self.spec.output.get("shape")
+        if want_out and got_out != list(want_out):
+            raise ModelMismatch(f"{self.spec.file}: output shape {got_out}, manifest says {want_out}")
+        rows = len(self._grid[1])
+        if got_out[1] != rows:
+            raise ModelMismatch(f"{self.spec.file}: {got_out[1]} anchors, but strides "
+                                f"{self.strides} on {self.width}x{self.height} give {rows}")
+        if got_out[-1] != 5 + len(self.labels):
+            raise ModelMismatch(f"{self.spec.file}: rows of {got_out[-1]} values, expected "
+                                f"5 + {len(self.labels)} labels")
+
+    def load(self) -> "ObjectDetector":
+        super().load()
+        if self._label_thresholds is None:
+            self._label_thresholds = np.array(
+                [self.thresholds.get(name, self.default_threshold) for name in self.labels],
+                np.float32)
+        return self
+
+    def _preprocess(self, image: np.ndarray) -> tuple[list[np.ndarray], Any]:
+        canvas, ratio = transforms.letterbox(image, self.width, self.height, self.pad_value)
+        if self.bgr:
+            canvas = transforms.rgb_to_bgr(canvas)
+        x = canvas.astype(np.float32)[None]
+        if self.channels_first:
+            x = x.transpose(0, 3, 1, 2)
+        return [np.ascontiguousarray(x)], (ratio, image.shape[1], image.shape[0])
+
+    def _postprocess(self, outputs: dict[str, np.ndarray], context: Any) -> list[Detection]:
+        ratio, width, height = context
+        rows = next(iter(outputs.values()))[0]
+        cls_scores = rows[:, 5:] * rows[:, 4:5]
+        cls = cls_scores.argmax(axis=1)
+        score = cls_scores[np.arange(len(cls)), cls]
+        keep = score >= self._label_thresholds[cls]
+        if not keep.any():
+            return []
+        rows, cls, score = rows[keep], cls[keep], score[keep]
+        cells, strides = self._grid[0][keep], self._grid[1][keep]
+        if self.decoded:
+            centre, size = rows[:, :2], rows[:, 2:4]
+        else:
+            centre = (rows[:, :2] + cells) * strides[:, None]
+            size = np.exp(np.clip(rows[:, 2:4], -MAX_LOG_SIZE, MAX_LOG_SIZE)) * strides[:, None]
+        boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) / ratio
+        boxes = transforms.clip_boxes(boxes, width, height)
+        order = transforms.nms(boxes, score, self.iou_threshold, classes=cls)
+        return [Detection(self.labels[cls[i]], float(score[i]), tuple(float(v) for v in boxes[i]))
+                for i in order]
+
+    def predict_tiles(self, image: np.ndarray, tile: int = 832,
+                      overlap: float = 0.25) -> list[Detection]:
+        """Detections over the full image and over overlapping `tile`-pixel crops, merged.
+
+        Small objects in a large photo vanish at 416 px; crops see them at higher
+        resolution. A tile detection touching an inner tile edge is dropped (it is
+        probably cut; a neighbouring tile or the full view holds it whole), then
+        same-class duplicates are merged by NMS.
+        """
+        if not 0 <= overlap < 1:
+            raise ValueError(f"overlap must be in [0, 1), not {overlap}")
+        h, w = image.shape[:2]
+        found = list(self.predict(image))
+        if max(h, w) > tile:
+            step = max(1, int(tile * (1 - overlap)))
+            for y0 in _tile_starts(h, tile, step):
+                for x0 in _tile_starts(w, tile, step):
+                    crop = image[y0:y0 + tile, x0:x0 + tile]
+                    ch, cw = crop.shape[:2]
+                    for d in self.predict(crop):
+                        x1, y1, x2, y2 = d.box
+                        cut = ((x0 > 0 and x1 < TILE_EDGE_MARGIN)
+                               or (y0 > 0 and y1 < TILE_EDGE_MARGIN)
+                               or (x0 + cw < w and x2 > cw - TILE_EDGE_MARGIN)
+                               or (y0 + ch < h and y2 > ch - TILE_EDGE_MARGIN))
+                        if not cut:
+                            found.append(Detection(d.label, d.score,
+                                                   (x1 + x0, y1 + y0, x2 + x0, y2 + y0)))
+        if not found:
+            return []
+        boxes = np.array([d.box for d in found], np.float32)
+        scores = np.array([d.score for d in found], np.float32)
+        labels = np.array([d.label for d in found])
+        return [found[i] for i in transforms.nms(boxes, scores, self.iou_threshold, labels)]
+
+
+def _tile_starts(length: int, tile: int, step: int) -> list[int]:
+    """Offsets of tiles covering [0, length), the last one flush with the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, step))
+    return starts + [length - tile]
+
+
+class ObjectsStage:
+    """The "objects" scan stage: detections per frame and a per-item object summary.
+
+    Payload: {"frames": [{"index", "detections": [Detection.to_dict()]}],
+    "objects": [{"label", "score" (max), "frames_seen", "count" (max per frame),
+    "box" (of the best detection)}]}, boxes in original (oriented) media pixels.
+    For a video (several frames), an object is listed when seen in at least
+    VIDEO_MIN_FRAMES frames or once with a score of at least VIDEO_HIGH_CONFIDENCE.
+    """
+
+    name = "objects"
+    requires: tuple[str, ...] = ()
+    long_side = 416   # the detector letterboxes to 416 anyway: larger frames only cost decoding
+
+    def __init__(self, model_id: str | None = None, threads: int | None = None,
+                 models_dir: Path | None = None, thresholds: Mapping[str, float] | None = None,
+                 detector: ObjectDetector | None = None):
+        self.detector = detector or ObjectDetector(model_id, threads, models_dir, thresholds)
+
+    @property
+    def version(self) -> str:
+        d = self.detector
+        settings = json.dumps([sorted(d.thresholds.items()), d.default_threshold, d.iou_threshold,
+                               VIDEO_MIN_FRAMES, VIDEO_HIGH_CONFIDENCE])
+        digest = hashlib.sha256(settings.encode()).hexdigest()[:8]
+        return f"{d.version}+objects-r{CODE_REVISION}-{digest}"
+
+    def load(self) -> None:
+        self.detector.load()
+
+    def run(self, frames: list[Frame], upstream: dict[str, Any]) -> dict:
+        per_frame = []
+        for frame in frames:
+            found = [d.scaled(1.0 / frame.scale) for d in self.detector.predict(frame.image)]
+            per_frame.append((frame.index, found))
+        return {
+            "frames": [{"index": i, "detections": [d.to_dict() for d in found]}
+                       for i, found in per_frame],
+            "objects": summarise([found for _, found in per_frame]),
+        }
+
+
+def summarise(frames: list[list[Detection]]) -> list[dict]:
+    """Per-label summary over frames, with the video rule applied when there are several."""
+    by_label: dict[str, dict] = {}
+    for found in frames:
+        counts: dict[str, int] = {}
+        for d in found:
+            counts[d.label] = counts.get(d.label, 0) + 1
+            entry = by_label.setdefault(d.label, {"label": d.label, "score": 0.0,
+                                                  "frames_seen": 0, "count": 0, "box": None})
+            if d.score > entry["score"]:
+                entry["score"] = round(float(d.score), 4)
+                entry["box"] = [round(float(v), 1) for v in d.box]
+        for label, n in counts.items():
+            by_label[label]["frames_seen"] += 1
+            by_label[label]["count"] = max(by_label[label]["count"], n)
+    objects = list(by_label.values())
+    if len(frames) > 1:
+        objects = [o for o in objects
+                   if o["frames_seen"] >= VIDEO_MIN_FRAMES or o["score"] >= VIDEO_HIGH_CONFIDENCE]
+    return sorted(objects, key=lambda o: -o["score"])

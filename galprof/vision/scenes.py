@@ -1,0 +1,171 @@
+"""Scene recognition with the ImageNet classifiers and the "scenes" scan stage.
+
+No scene-specific (Places365) model is available offline, so scenes are ImageNet
+classes (seashore, palace, espresso, ...), later mapped to groups by the taxonomy.
+
+Pre-processing per the contract in shared/models/MANIFEST.md: resize the shorter
+side to 224 and take the central 224x224 square (measured on testmedia/scenes:
+better than stretching the whole photo, see CROP_MODES); MobileNetV2 takes raw
+uint8 RGB, EfficientNet-Lite0 takes RGB normalised to [-1, 1] and quantised with
+its input tensor's scale and zero point.
+
+Photo features (for issue 7): the global-average-pooled 1280-d penultimate layer,
+read from the TFLite graph by the tensor name the manifest gives
+(`output.features`) and dequantised with that tensor's scale and zero point. A
+model without that entry gives its class probabilities as features instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from galprof.vision import manifest, transforms
+from galprof.vision.base import Model
+from galprof.vision.runtime import open_session
+
+# How a photo becomes the model's square input (the default was measured best):
+#   "center":  shorter side to the input size, then the central square;
+#   "stretch": the whole photo resized to the input size, aspect ratio lost.
+CROP_MODES = ("center", "stretch")
+DEFAULT_CROP = "center"
+# Labels kept per frame, and per media item from the mean over frames.
+FRAME_TOP_K = 5
+ITEM_TOP_K = 10
+# Bump when this module's output for the same pixels and model changes (cache key).
+CODE_REVISION = 1
+
+
+def canonical_label(line: str) -> str:
+    """ImageNet's canonical name: the first comma-separated synonym, lowercased."""
+    return line.split(",")[0].strip().lower()
+
+
+@dataclass(frozen=True)
+class SceneLabel:
+    label: str      # canonical ImageNet name
+    index: int      # ImageNet class index, 0..999 (background excluded)
+    score: float    # probability
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "index": self.index, "score": round(float(self.score), 4)}
+
+
+@dataclass
+class SceneOutput:
+    probabilities: np.ndarray   # float32 (1000,), indexed like the labels
+    features: np.ndarray        # float32 photo feature vector (see the module docstring)
+
+
+class SceneClassifier(Model):
+    """An ImageNet classifier (`mobilenet_v2` or `efficientnet_lite0`).
+
+    `predict(rgb, k)` -> top-k SceneLabel; `analyse(rgb)` -> SceneOutput with all
+    class probabilities and the photo feature vector.
+    """
+
+    role = "scenes"
+
+    def __init__(self, model_id: str | None = None, threads: int | None = None,
+                 models_dir: Path | None = None, crop: str = DEFAULT_CROP):
+        super().__init__(model_id, threads, models_dir)
+        if crop not in CROP_MODES:
+            raise ValueError(f"crop must be one of {', '.join(CROP_MODES)}, not {crop!r}")
+        self.crop = crop
+        shape = self.spec.input.get("shape") or [1, 224, 224, 3]
+        self.height, self.width = shape[1], shape[2]
+        self.normalise = self.spec.input.get("normalise", "raw")
+        self.feature_tensor = self.spec.output.get("features", "")
+
+    def load(self) -> "SceneClassifier":
+        """Like Model.load, but also asks the runtime for the feature tensor."""
+        with self._lock:
+            if self.session is None:
+                path = manifest.locate(self.spec, self.models_dir)
+                self.labels = [canonical_label(x) for x in manifest.labels(self.spec, self.models_dir)]
+                extra = [self.feature_tensor] if self.feature_tensor else []
+                session = open_session(path, self.threads, extra_outputs=extra)
+                self._check_contract(session)
+                self.session = session
+        return self
+
+    def _preprocess(self, image: np.ndarray) -> tuple[list[np.ndarray], Any]:
+        if self.crop == "center":
+            side = min(self.width, self.height)
+            x = transforms.center_crop(transforms.resize_shorter(image, side),
+                                       self.width, self.height)
+        else:
+            x = transforms.resize(image, self.width, self.height)
+        info = self.session.inputs[0]
+        if self.normalise == "minus-one-to-one":
+            x = transforms.normalise_minus_one_to_one(x)
+            if info.scale:
+                x = transforms.quantise(x, info.scale, info.zero_point, info.dtype)
+        return [np.ascontiguousarray(x[None], dtype=info.dtype)], None
+
+    def _postprocess(self, outputs: dict[str, np.ndarray], context: Any) -> SceneOutput:
+        info = self.session.outputs[0]
+        probs = transforms.dequantise(outputs[info.name], info.scale, info.zero_point).reshape(-1)
+        probs = probs[self.spec.label_offset:]
+        if self.session.extra_outputs:
+            feat_info = self.session.extra_outputs[0]
+            features = transforms.dequantise(outputs[feat_info.name], feat_info.scale,
+                                             feat_info.zero_point).reshape(-1)
+        else:
+            features = probs
+        return SceneOutput(probs.astype(np.float32), features.astype(np.float32))
+
+    def analyse(self, image: np.ndarray) -> SceneOutput:
+        """image: RGB uint8 (H, W, 3)."""
+        return super().predict(image)
+
+    def predict(self, image: np.ndarray, k: int = FRAME_TOP_K) -> list[SceneLabel]:
+        """The k most probable classes of an RGB uint8 image."""
+        return self.top(self.analyse(image).probabilities, k)
+
+    def top(self, probabilities: np.ndarray, k: int) -> list[SceneLabel]:
+        order = np.argsort(-probabilities, kind="stable")[:k]
+        return [SceneLabel(self.labels[i], int(i), float(probabilities[i])) for i in order]
+
+
+class ScenesStage:
+    """The "scenes" scan stage.
+
+    Payload: {"frames": [{"index", "top": [SceneLabel.to_dict()] (FRAME_TOP_K)}],
+    "scenes": the ITEM_TOP_K classes of the mean probabilities over frames,
+    "arrays": {"features": float32 mean feature vector over frames}}.
+    """
+
+    name = "scenes"
+    requires: tuple[str, ...] = ()
+    # The classifier crops the central square of the shorter side at 224; 400 keeps
+    # that side >= 224 for photos up to 16:9.
+    long_side = 400
+
+    def __init__(self, model_id: str | None = None, threads: int | None = None,
+                 models_dir: Path | None = None, classifier: SceneClassifier | None = None):
+        self.classifier = classifier or SceneClassifier(model_id, threads, models_dir)
+
+    @property
+    def version(self) -> str:
+        return f"{self.classifier.version}+scenes-r{CODE_REVISION}-{self.classifier.crop}"
+
+    def load(self) -> None:
+        self.classifier.load()
+
+    def run(self, frames, upstream: dict[str, Any]) -> dict:
+        outputs = [(f.index, self.classifier.analyse(f.image)) for f in frames]
+        if not outputs:
+            return {"frames": [], "scenes": [], "arrays": {}}
+        mean_probs = np.mean([o.probabilities for _, o in outputs], axis=0)
+        mean_features = np.mean([o.features for _, o in outputs], axis=0).astype(np.float32)
+        return {
+            "frames": [{"index": i, "top": [s.to_dict() for s in
+                                            self.classifier.top(o.probabilities, FRAME_TOP_K)]}
+                       for i, o in outputs],
+            "scenes": [s.to_dict() for s in self.classifier.top(mean_probs, ITEM_TOP_K)],
+            "arrays": {"features": mean_features},
+        }

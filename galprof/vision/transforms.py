@@ -1,0 +1,211 @@
+"""Pure image and box helpers shared by the model classes (numpy + Pillow only).
+
+Conventions: images are uint8 arrays of shape (H, W, 3) (RGB unless a name says
+BGR); boxes are float arrays of shape (N, 4) holding x1, y1, x2, y2 in pixels,
+in continuous coordinates (pixel i covers [i, i + 1)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+# ---------------------------------------------------------------- resizing
+
+
+def resize(image: np.ndarray, width: int, height: int,
+           resample: int = Image.BILINEAR) -> np.ndarray:
+    """The image resized to exactly width x height (aspect ratio not kept)."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), resample))
+
+
+def resize_shorter(image: np.ndarray, side: int, resample: int = Image.BILINEAR) -> np.ndarray:
+    """The image resized so that its shorter side is `side`, keeping the aspect ratio."""
+    h, w = image.shape[:2]
+    r = side / min(h, w)
+    return resize(image, max(1, round(w * r)), max(1, round(h * r)), resample)
+
+
+def center_crop(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The central width x height region; the image must be at least that large."""
+    h, w = image.shape[:2]
+    if width > w or height > h:
+        raise ValueError(f"cannot crop {width}x{height} from a {w}x{h} image")
+    x0, y0 = (w - width) // 2, (h - height) // 2
+    return image[y0:y0 + height, x0:x0 + width]
+
+
+def letterbox(image: np.ndarray, width: int, height: int,
+              pad_value: int = 114) -> tuple[np.ndarray, float]:
+    """Resize keeping the aspect ratio and paste at the top-left of a padded canvas.
+
+    Returns (canvas, ratio); a point of the canvas maps back to the image as p / ratio.
+    """
+    h, w = image.shape[:2]
+    ratio = min(width / w, height / h)
+    nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
+    canvas = np.full((height, width, image.shape[2]), pad_value, dtype=image.dtype)
+    canvas[:nh, :nw] = resize(image, nw, nh)
+    return canvas, ratio
+
+
+def letterbox_center(image: np.ndarray, width: int, height: int,
+                     pad_value: int = 0) -> tuple[np.ndarray, float, float, float]:
+    """Resize keeping the aspect ratio and centre on a padded canvas.
+
+    Returns (canvas, scale, offset_x, offset_y); a canvas point (x, y) maps back to
+    the image as ((x - offset_x) / scale, (y - offset_y) / scale).
+    """
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    ox, oy = (width - nw) // 2, (height - nh) // 2
+    canvas = np.full((height, width, image.shape[2]), pad_value, dtype=image.dtype)
+    canvas[oy:oy + nh, ox:ox + nw] = resize(image, nw, nh)
+    return canvas, scale, float(ox), float(oy)
+
+
+def rotated_square_crop(image: np.ndarray, cx: float, cy: float, side: float,
+                        angle_rad: float, out_size: int) -> np.ndarray:
+    """A square of `side` pixels centred on (cx, cy), its axes rotated by `angle_rad`,
+    resampled to out_size x out_size.
+
+    The crop's x axis points along (cos a, sin a) in the image (y down), so passing
+    the roll angle atan2(right_eye - left_eye) gives a crop with level eyes. Parts
+    outside the image are black.
+    """
+    s = side / out_size
+    cos, sin = math.cos(angle_rad) * s, math.sin(angle_rad) * s
+    half = out_size / 2
+    # PIL's affine maps each output point (u, v) to the input point (a u + b v + c, d u + e v + f).
+    coeffs = (cos, -sin, cx - cos * half + sin * half,
+              sin, cos, cy - sin * half - cos * half)
+    out = Image.fromarray(image).transform((out_size, out_size), Image.AFFINE, coeffs,
+                                           resample=Image.BILINEAR, fillcolor=0)
+    return np.asarray(out)
+
+
+# ---------------------------------------------------------------- colour and values
+
+
+def rgb_to_bgr(image: np.ndarray) -> np.ndarray:
+    """Swap the first and third channels (the same operation converts BGR to RGB)."""
+    return image[..., ::-1]
+
+
+bgr_to_rgb = rgb_to_bgr
+
+
+def normalise_minus_one_to_one(image: np.ndarray) -> np.ndarray:
+    """uint8 0..255 to float32 -1..1."""
+    return image.astype(np.float32) / 127.5 - 1.0
+
+
+def normalise_mean_std(image: np.ndarray, mean, std=1.0) -> np.ndarray:
+    """(image - mean) / std per channel, as float32."""
+    return (image.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+
+
+def quantise(values: np.ndarray, scale: float, zero_point: int,
+             dtype=np.uint8) -> np.ndarray:
+    """Real values to integers of `dtype`: round(v / scale) + zero_point, saturated."""
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(values, np.float32) / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantise(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Integers back to float32; a scale of 0 means "not quantised" and returns values as float."""
+    if not scale:
+        return np.asarray(values, np.float32)
+    return (np.asarray(values, np.float32) - zero_point) * np.float32(scale)
+
+
+# ---------------------------------------------------------------- boxes
+
+
+def clip_boxes(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Boxes (N, 4) clipped to [0, width] x [0, height]."""
+    out = np.asarray(boxes, np.float32).copy()
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    return out
+
+
+def box_area(boxes: np.ndarray) -> np.ndarray:
+    boxes = np.asarray(boxes, np.float32)
+    return (boxes[..., 2] - boxes[..., 0]).clip(0) * (boxes[..., 3] - boxes[..., 1]).clip(0)
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one box (4,) with each of boxes (N, 4): shape (N,)."""
+    box = np.asarray(box, np.float32)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+    union = box_area(box) + box_area(boxes) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
+        classes: np.ndarray | None = None) -> np.ndarray:
+    """Greedy non-maximum suppression. Returns kept indices, highest score first.
+
+    With `classes` (N,), boxes only suppress boxes of the same class.
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    if classes is not None:
+        classes = np.asarray(classes).reshape(-1)
+        keep = [idx for c in np.unique(classes)
+                for idx in np.flatnonzero(classes == c)[nms(boxes[classes == c],
+                                                            scores[classes == c],
+                                                            iou_threshold)]]
+        keep = np.asarray(keep, dtype=np.int64)
+        return keep[np.argsort(-scores[keep], kind="stable")]
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        best = order[0]
+        keep.append(best)
+        rest = order[1:]
+        order = rest[iou(boxes[best], boxes[rest]) <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
+                 points: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Weighted NMS (as BlazeFace uses): each cluster of overlapping boxes becomes one
+    box, the score-weighted mean of its members.
+
+    boxes (N, 4); scores (N,); points (N, ...) (e.g. keypoints (N, 6, 2)) are averaged
+    with the same weights. A cluster is the best remaining box and every remaining box
+    whose IoU with it exceeds `iou_threshold`; its score is the best member's score.
+    Returns (boxes (M, 4), scores (M,), points (M, ...) or None), highest score first.
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    pts = None if points is None else np.asarray(points, np.float32)
+    order = np.argsort(-scores, kind="stable")
+    out_boxes, out_scores, out_points = [], [], []
+    while order.size:
+        overlaps = iou(boxes[order[0]], boxes[order]) > iou_threshold
+        overlaps[0] = True
+        members = order[overlaps]
+        w = scores[members] / max(float(scores[members].sum()), 1e-12)
+        out_boxes.append((boxes[members] * w[:, None]).sum(axis=0))
+        out_scores.append(scores[order[0]])
+        if pts is not None:
+            out_points.append(np.tensordot(w, pts[members], axes=1))
+        order = order[~overlaps]
+    out_pts = None if pts is None else np.asarray(out_points, np.float32).reshape(
+        (-1,) + pts.shape[1:])
+    return np.asarray(out_boxes, np.float32).reshape(-1, 4), np.asarray(out_scores, np.float32), out_pts

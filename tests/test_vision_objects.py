@@ -1,0 +1,212 @@
+"""ObjectDetector (YOLOX-Nano, TFLite and ONNX) and ObjectsStage on real photos."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from galprof.errors import ModelMismatch, ModelMissing
+from galprof.stages import Frame
+from galprof.vision import transforms
+from galprof.vision.objects import (VIDEO_HIGH_CONFIDENCE, Detection, ObjectDetector,
+                                    ObjectsStage, summarise)
+
+# Seen with YOLOX-Nano TFLite on darknet_dog.jpg (768 x 576); ONNX gives the same.
+DOG_BOX = (133.1, 207.0, 324.6, 542.3)
+BOX_TOLERANCE = 3.0
+
+
+def load_rgb(testmedia: Path, name: str) -> np.ndarray:
+    return np.asarray(Image.open(testmedia / "scenes" / name).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def detector(shared_models) -> ObjectDetector:
+    # Session fixtures are set up before the per-test GALPROF_MODELS: name the directory.
+    return ObjectDetector("yolox_nano", threads=2, models_dir=shared_models).load()
+
+
+@pytest.fixture(scope="session")
+def onnx_detector(shared_models) -> ObjectDetector:
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: the ONNX twin "
+                                              "cannot run (pip install onnxruntime)")
+    return ObjectDetector("yolox_nano_onnx", threads=2, models_dir=shared_models).load()
+
+
+def labels_of(found: list[Detection]) -> list[str]:
+    return [d.label for d in found]
+
+
+@pytest.mark.parametrize("name, required, any_of", [
+    ("darknet_dog.jpg", {"dog", "bicycle"}, {"car", "truck"}),
+    ("skimage_chelsea.png", {"cat"}, set()),
+    ("ul_bus.jpg", {"bus", "person"}, set()),
+    ("tfyolo_kitchen.jpg", {"oven"}, {"refrigerator", "microwave"}),
+])
+def test_detects_main_objects(detector, testmedia, name, required, any_of):
+    image = load_rgb(testmedia, name)
+    found = detector.predict(image)
+    labels = set(labels_of(found))
+    assert required <= labels, f"{name}: {labels}"
+    if any_of:
+        assert labels & any_of, f"{name}: none of {any_of} in {labels}"
+    h, w = image.shape[:2]
+    for d in found:
+        x1, y1, x2, y2 = d.box
+        assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h, d
+        assert detector.default_threshold <= d.score <= 1
+    assert [d.score for d in found] == sorted((d.score for d in found), reverse=True)
+
+
+def test_bus_people_count_and_boxes(detector, testmedia):
+    image = load_rgb(testmedia, "ul_bus.jpg")
+    people = [d for d in detector.predict(image) if d.label == "person"]
+    assert len(people) >= 3
+    # Distinct pedestrians: no two person boxes overlap beyond the NMS threshold.
+    boxes = np.array([p.box for p in people])
+    for i in range(len(boxes)):
+        assert (transforms.iou(boxes[i], np.delete(boxes, i, axis=0)) <= detector.iou_threshold).all()
+
+
+def test_dog_box_golden(detector, testmedia):
+    dogs = [d for d in detector.predict(load_rgb(testmedia, "darknet_dog.jpg")) if d.label == "dog"]
+    assert len(dogs) == 1
+    assert np.abs(np.array(dogs[0].box) - DOG_BOX).max() <= BOX_TOLERANCE, dogs[0].box
+
+
+def test_bgr_input_matters(detector, testmedia):
+    """The model wants BGR: feeding it RGB (a swapped image) lowers the cat score."""
+    image = load_rgb(testmedia, "skimage_chelsea.png")
+
+    def cat_score(img):
+        return max((d.score for d in detector.predict(img) if d.label == "cat"), default=0.0)
+
+    right, swapped = cat_score(image), cat_score(transforms.rgb_to_bgr(image).copy())
+    assert right > swapped + 0.1, (right, swapped)
+
+
+def test_onnx_matches_tflite(detector, onnx_detector, testmedia):
+    for name in ("darknet_dog.jpg", "ul_bus.jpg", "tfyolo_kitchen.jpg"):
+        image = load_rgb(testmedia, name)
+        a, b = detector.predict(image), onnx_detector.predict(image)
+        assert labels_of(a) == labels_of(b), name
+        for da, db in zip(a, b):
+            assert abs(da.score - db.score) < 0.01
+            assert np.abs(np.array(da.box) - db.box).max() < 1.0
+
+
+def test_per_label_thresholds(testmedia):
+    strict = ObjectDetector("yolox_nano", threads=1, thresholds={"dog": 0.95})
+    labels = set(labels_of(strict.predict(load_rgb(testmedia, "darknet_dog.jpg"))))
+    assert "dog" not in labels and "bicycle" in labels
+
+
+def test_predict_tiles_merges_full_view_and_crops(detector, testmedia):
+    image = load_rgb(testmedia, "ul_bus.jpg")              # 810 x 1080
+    found = detector.predict_tiles(image, tile=640, overlap=0.25)
+    labels = labels_of(found)
+    assert "bus" in labels and labels.count("person") >= 3
+    h, w = image.shape[:2]
+    boxes = np.array([d.box for d in found])
+    assert (boxes[:, [0, 2]] <= w).all() and (boxes[:, [1, 3]] <= h).all() and (boxes >= 0).all()
+    for label in set(labels):      # merged: no same-label pair left above the NMS threshold
+        same = boxes[[i for i, x in enumerate(labels) if x == label]]
+        for i in range(len(same)):
+            assert (transforms.iou(same[i], np.delete(same, i, axis=0))
+                    <= detector.iou_threshold).all()
+    # An image no larger than a tile is just the full view.
+    small = load_rgb(testmedia, "skimage_chelsea.png")
+    assert detector.predict_tiles(small, tile=640) == detector.predict(small)
+    with pytest.raises(ValueError, match="overlap"):
+        detector.predict_tiles(image, overlap=1.0)
+
+
+def test_detection_to_dict():
+    d = Detection("dog", 0.829123, (133.14, 207.0, 324.66, 542.31))
+    assert d.to_dict() == {"label": "dog", "score": 0.8291, "box": [133.1, 207.0, 324.7, 542.3]}
+    assert d.scaled(2.0).box == pytest.approx((266.28, 414.0, 649.32, 1084.62))
+
+
+@pytest.mark.parametrize("part, shape", [("output", [1, 3549, 86]), ("input", [1, 320, 320, 3])])
+def test_contract_mismatch_refused(part, shape):
+    det = ObjectDetector("yolox_nano", threads=1)
+    det.spec = dataclasses.replace(det.spec, **{part: {**getattr(det.spec, part), "shape": shape}})
+    with pytest.raises(ModelMismatch, match="shape"):
+        det.load()
+
+
+def test_missing_model_names_the_fix(tmp_path):
+    with pytest.raises(ModelMissing, match="galprof models install"):
+        ObjectDetector("yolox_nano", models_dir=tmp_path).load()
+
+
+# ---------------------------------------------------------------- stage
+
+
+def frame_at(image: np.ndarray, index: int, scale: float) -> Frame:
+    h, w = image.shape[:2]
+    small = transforms.resize(image, round(w * scale), round(h * scale))
+    return Frame(index=index, timestamp=float(index), image=small, scale=small.shape[1] / w)
+
+
+@pytest.fixture(scope="session")
+def stage(detector) -> ObjectsStage:
+    s = ObjectsStage(detector=detector)
+    s.load()
+    return s
+
+
+def test_stage_boxes_in_original_coordinates(stage, testmedia):
+    image = load_rgb(testmedia, "darknet_dog.jpg")
+    frames = [frame_at(image, 0, 0.5), frame_at(image, 7, 0.75)]
+    payload = stage.run(frames, {})
+    json.dumps(payload)
+    assert [f["index"] for f in payload["frames"]] == [0, 7]
+    for f in payload["frames"]:
+        dog = next(d for d in f["detections"] if d["label"] == "dog")
+        # Scaled back to the 768 x 576 original: near the full-resolution box.
+        assert np.abs(np.array(dog["box"]) - DOG_BOX).max() <= 12, dog
+    objects = {o["label"]: o for o in payload["objects"]}
+    assert {"dog", "bicycle"} <= set(objects)
+    assert objects["dog"]["frames_seen"] == 2 and objects["dog"]["count"] == 1
+    best = max((d for f in payload["frames"] for d in f["detections"] if d["label"] == "dog"),
+               key=lambda d: d["score"])
+    assert objects["dog"]["score"] == best["score"] and objects["dog"]["box"] == best["box"]
+
+
+def test_stage_video_rule_drops_single_weak_sightings(stage, testmedia):
+    dog = load_rgb(testmedia, "darknet_dog.jpg")
+    bus = load_rgb(testmedia, "ul_bus.jpg")
+    photo = stage.run([frame_at(dog, 0, 1.0)], {})
+    weak = [o for o in photo["objects"] if o["score"] < VIDEO_HIGH_CONFIDENCE]
+    assert weak, "darknet_dog should hold a weak detection (the dog also scores as a cat)"
+    video = stage.run([frame_at(dog, 0, 1.0), frame_at(bus, 1, 0.5)], {})
+    kept = {o["label"] for o in video["objects"]}
+    for o in weak:
+        if o["label"] not in {d["label"] for d in video["frames"][1]["detections"]}:
+            assert o["label"] not in kept, o
+    assert {"dog", "bus"} <= kept          # seen once, but with high confidence
+    people = next(o for o in video["objects"] if o["label"] == "person")
+    assert people["frames_seen"] == 1 and people["count"] >= 3
+
+
+def test_summarise_video_rule_keeps_repeated_weak_objects():
+    weak = Detection("kite", 0.35, (0, 0, 10, 10))
+    strong = Detection("dog", 0.7, (0, 0, 10, 10))
+    flicker = Detection("cat", 0.4, (0, 0, 10, 10))
+    objects = {o["label"]: o for o in summarise([[weak, flicker], [weak, strong]])}
+    assert set(objects) == {"kite", "dog"}
+    assert objects["kite"]["frames_seen"] == 2
+    assert {o["label"] for o in summarise([[flicker]])} == {"cat"}    # a photo keeps everything
+
+
+def test_stage_version_follows_model_and_thresholds(detector):
+    plain = ObjectsStage(detector=detector)
+    assert plain.version.startswith(detector.version + "+objects-r")
+    assert plain.name == "objects" and plain.requires == ()
+    assert ObjectsStage(thresholds={"cat": 0.5}).version != plain.version

@@ -29,8 +29,12 @@ DEFAULT_THRESHOLD = 0.3
 NMS_IOU = 0.45
 # exp(dw) overflows float32 on padded anchors: clip the log-size first (e^10 strides is plenty).
 MAX_LOG_SIZE = 10.0
-# A tile detection this close (px) to an inner tile edge is likely cut in half: drop it.
-TILE_EDGE_MARGIN = 2.0
+# A tile detection this close to an inner tile edge (fraction of the tile) is likely cut
+# in half: drop it. YOLOX ends a cut object's box a few pixels short of the edge.
+TILE_EDGE_MARGIN = 0.02
+# A tile detection lying this much (fraction of its area) inside a larger same-label
+# box is a piece of that object seen by one tile, not another object.
+TILE_CONTAINED = 0.8
 # In a video, an object seen in one sampled frame only is often a flicker of the detector…
 VIDEO_MIN_FRAMES = 2
 # …unless the detector is sure of it.
@@ -159,6 +163,8 @@ class ObjectDetector(Model):
             raise ValueError(f"overlap must be in [0, 1), not {overlap}")
         h, w = image.shape[:2]
         found = list(self.predict(image))
+        from_tiles: list[Detection] = []
+        margin = max(2.0, TILE_EDGE_MARGIN * tile)
         if max(h, w) > tile:
             step = max(1, int(tile * (1 - overlap)))
             for y0 in _tile_starts(h, tile, step):
@@ -167,19 +173,33 @@ class ObjectDetector(Model):
                     ch, cw = crop.shape[:2]
                     for d in self.predict(crop):
                         x1, y1, x2, y2 = d.box
-                        cut = ((x0 > 0 and x1 < TILE_EDGE_MARGIN)
-                               or (y0 > 0 and y1 < TILE_EDGE_MARGIN)
-                               or (x0 + cw < w and x2 > cw - TILE_EDGE_MARGIN)
-                               or (y0 + ch < h and y2 > ch - TILE_EDGE_MARGIN))
+                        cut = ((x0 > 0 and x1 < margin) or (y0 > 0 and y1 < margin)
+                               or (x0 + cw < w and x2 > cw - margin)
+                               or (y0 + ch < h and y2 > ch - margin))
                         if not cut:
-                            found.append(Detection(d.label, d.score,
-                                                   (x1 + x0, y1 + y0, x2 + x0, y2 + y0)))
+                            from_tiles.append(Detection(d.label, d.score,
+                                                        (x1 + x0, y1 + y0, x2 + x0, y2 + y0)))
+        found += [d for d in from_tiles if not _inside_larger(d, found + from_tiles)]
         if not found:
             return []
         boxes = np.array([d.box for d in found], np.float32)
         scores = np.array([d.score for d in found], np.float32)
         labels = np.array([d.label for d in found])
         return [found[i] for i in transforms.nms(boxes, scores, self.iou_threshold, labels)]
+
+
+def _inside_larger(d: Detection, others: list[Detection]) -> bool:
+    """Whether most of d's box lies inside a larger box of the same label."""
+    area = float(transforms.box_area(np.array(d.box)))
+    for o in others:
+        if o.label != d.label or o is d:
+            continue
+        x1, y1 = max(d.box[0], o.box[0]), max(d.box[1], o.box[1])
+        x2, y2 = min(d.box[2], o.box[2]), min(d.box[3], o.box[3])
+        inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+        if inter >= TILE_CONTAINED * area and float(transforms.box_area(np.array(o.box))) > area:
+            return True
+    return False
 
 
 def _tile_starts(length: int, tile: int, step: int) -> list[int]:

@@ -70,7 +70,8 @@ def test_bus_people_count_and_boxes(detector, testmedia):
     # Distinct pedestrians: no two person boxes overlap beyond the NMS threshold.
     boxes = np.array([p.box for p in people])
     for i in range(len(boxes)):
-        assert (transforms.iou(boxes[i], np.delete(boxes, i, axis=0)) <= detector.iou_threshold).all()
+        others = np.delete(boxes, i, axis=0)
+        assert (transforms.iou(boxes[i], others) <= detector.iou_threshold).all()
 
 
 def test_dog_box_golden(detector, testmedia):

@@ -75,7 +75,7 @@ class ObjectDetector(Model):
         self.iou_threshold = iou_threshold
         shape = self.spec.input.get("shape") or [1, 416, 416, 3]
         self.channels_first = shape[1] == 3
-        self.height, self.width = (shape[2], shape[3]) if self.channels_first else (shape[1], shape[2])
+        self.height, self.width = shape[2:4] if self.channels_first else shape[1:3]
         self.pad_value = int(self.spec.input.get("pad_value", 114))
         self.bgr = self.spec.input.get("color", "BGR") == "BGR"
         self.strides = list(self.spec.output.get("strides", [8, 16, 32]))
@@ -102,7 +102,8 @@ class ObjectDetector(Model):
         got_out = list(session.outputs[0].shape)
         want_out = self.spec.output.get("shape")
         if want_out and got_out != list(want_out):
-            raise ModelMismatch(f"{self.spec.file}: output shape {got_out}, manifest says {want_out}")
+            raise ModelMismatch(f"{self.spec.file}: output shape {got_out}, "
+                                f"manifest says {want_out}")
         rows = len(self._grid[1])
         if got_out[1] != rows:
             raise ModelMismatch(f"{self.spec.file}: {got_out[1]} anchors, but strides "
@@ -130,7 +131,7 @@ class ObjectDetector(Model):
 
     def _postprocess(self, outputs: dict[str, np.ndarray], context: Any) -> list[Detection]:
         ratio, width, height = context
-        rows = next(iter(outputs.values()))[0]
+        rows = outputs[self.session.outputs[0].name][0]
         cls_scores = rows[:, 5:] * rows[:, 4:5]
         cls = cls_scores.argmax(axis=1)
         score = cls_scores[np.arange(len(cls)), cls]

@@ -85,7 +85,8 @@ class SceneClassifier(Model):
         with self._lock:
             if self.session is None:
                 path = manifest.locate(self.spec, self.models_dir)
-                self.labels = [canonical_label(x) for x in manifest.labels(self.spec, self.models_dir)]
+                names = manifest.labels(self.spec, self.models_dir)
+                self.labels = [canonical_label(x) for x in names]
                 extra = [self.feature_tensor] if self.feature_tensor else []
                 session = open_session(path, self.threads, extra_outputs=extra)
                 self._check_contract(session)

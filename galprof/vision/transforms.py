@@ -208,4 +208,5 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
         order = order[~overlaps]
     out_pts = None if pts is None else np.asarray(out_points, np.float32).reshape(
         (-1,) + pts.shape[1:])
-    return np.asarray(out_boxes, np.float32).reshape(-1, 4), np.asarray(out_scores, np.float32), out_pts
+    return (np.asarray(out_boxes, np.float32).reshape(-1, 4),
+            np.asarray(out_scores, np.float32), out_pts)

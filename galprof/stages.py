@@ -72,3 +72,28 @@ def order_stages(stages: list[Stage]) -> list[Stage]:
     for s in stages:
         visit(s)
     return ordered
+
+
+# Stage name -> "module:class". Imported lazily so that a scan without models never
+# loads a runtime. Each class takes (model_id=None, threads=None).
+REGISTRY = {
+    "objects": "galprof.vision.objects:ObjectsStage",
+    "scenes": "galprof.vision.scenes:ScenesStage",
+    "faces": "galprof.vision.faces:FacesStage",
+}
+DEFAULT_STAGES = ("objects", "scenes", "faces")
+
+
+def build_stages(names: list[str], threads: int | None = None,
+                 models: dict[str, str] | None = None) -> list[Stage]:
+    """Instantiate the named stages; `models` picks a model id per stage (e.g. scenes)."""
+    import importlib
+
+    stages = []
+    for name in names:
+        if name not in REGISTRY:
+            raise ValueError(f"unknown stage {name!r} (known: {', '.join(REGISTRY)})")
+        module, cls = REGISTRY[name].split(":")
+        stage_class = getattr(importlib.import_module(module), cls)
+        stages.append(stage_class(model_id=(models or {}).get(name), threads=threads))
+    return stages

@@ -1,0 +1,40 @@
+"""What `galprof show` tells about one media item, as plain data."""
+
+from __future__ import annotations
+
+from galprof.store.db import Store
+
+
+def describe_media(store: Store, path: str) -> dict | None:
+    row = store.media_by_path(path)
+    if row is None:
+        return None
+    media = dict(row)
+    frames = [dict(r) for r in store.conn.execute(
+        "SELECT idx, timestamp, width, height FROM frames WHERE media_id = ? ORDER BY idx",
+        (row["id"],))]
+    results = store.results(row["content_hash"]) if row["content_hash"] else {}
+    info = {"media": media, "frames": frames, "results": results,
+            "errors": [dict(e) for e in store.errors_for(path)], "sections": []}
+    objects = results.get("objects", {}).get("payload", {}).get("objects") or []
+    if objects:
+        info["sections"].append({"title": "objects", "lines": [
+            f"{o['label']:<16} {o['score']:.2f}  box {[round(v) for v in o.get('box', [])]}"
+            for o in objects]})
+    scenes = results.get("scenes", {}).get("payload", {}).get("scenes") or []
+    if scenes:
+        info["sections"].append({"title": "scenes", "lines": [
+            f"{s['label']:<24} {s['score']:.2f}" for s in scenes[:5]]})
+    try:
+        from galprof import taxonomy
+        from galprof.profile import item_categories
+        cats = item_categories(results, taxonomy.load())
+    except ImportError:
+        cats = {}
+    if cats:
+        tax = taxonomy.load()
+        info["categories"] = [{"category": c, "group": tax.fine_categories[c], "confidence": v}
+                              for c, v in sorted(cats.items(), key=lambda kv: -kv[1])]
+        info["sections"].append({"title": "categories", "lines": [
+            f"{c['group']} / {c['category']}  {c['confidence']:.2f}" for c in info["categories"]]})
+    return info

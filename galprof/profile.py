@@ -1,0 +1,127 @@
+"""The user-interest profile: a JSON document built from the store alone.
+
+`build_profile` never runs a model: it reads media rows and cached stage results,
+maps labels to interests through the taxonomy (so a taxonomy change needs no
+re-scan) and adds the gallery-level passes (people, places, descriptor) when they
+are available. `profile.schema.json` beside this file describes every key;
+adding a key is fine, changing one bumps SCHEMA_VERSION.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from galprof.store.db import Store
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("profile.schema.json")
+
+
+def _present(store: Store) -> list:
+    """Media that are in the gallery now and were read (failed files count only as failed)."""
+    return store.conn.execute(
+        "SELECT * FROM media WHERE status != 'failed' ORDER BY path").fetchall()
+
+
+def _gallery(store: Store, media: list) -> dict:
+    roots = sorted({m["root"] for m in media} | {
+        r[0] for r in store.conn.execute("SELECT DISTINCT root FROM media")})
+    frames = store.conn.execute(
+        "SELECT count(*) FROM frames JOIN media ON media.id = frames.media_id "
+        "WHERE media.status != 'failed'").fetchone()[0]
+    failed = store.conn.execute("SELECT count(*) FROM media WHERE status = 'failed'").fetchone()[0]
+    kinds = Counter(m["kind"] for m in media)
+    return {"roots": roots, "photos": kinds.get("photo", 0), "videos": kinds.get("video", 0),
+            "frames": frames, "failed": failed}
+
+
+def _month(taken_at: str | None) -> str | None:
+    return taken_at[:7] if taken_at and len(taken_at) >= 7 else None
+
+
+def _timeline(media: list) -> list[dict]:
+    months = Counter(_month(m["taken_at"]) or "unknown" for m in media)
+    return [{"month": k, "media": v} for k, v in sorted(months.items())]
+
+
+def _cameras(media: list) -> list[dict]:
+    cams = Counter((m["make"], m["model"]) for m in media if m["make"] or m["model"])
+    return [{"make": make, "model": model, "media": n}
+            for (make, model), n in sorted(cams.items(), key=lambda kv: (-kv[1], str(kv[0])))]
+
+
+def item_categories(results: dict[str, dict], taxonomy) -> dict[str, float]:
+    """Fine category -> confidence for one media item, from its cached stage payloads."""
+    objects = [(o["label"], o["score"]) for o in
+               (results.get("objects", {}).get("payload", {}).get("objects") or [])]
+    scenes = [(s["label"], s["score"], s.get("index")) for s in
+              (results.get("scenes", {}).get("payload", {}).get("scenes") or [])]
+    if not objects and not scenes:
+        return {}
+    return taxonomy.categorize(objects, scenes).confidences()
+
+
+def _categories(store: Store, media: list) -> tuple[list[dict], list[dict]]:
+    try:
+        from galprof import taxonomy as taxonomy_mod
+    except ImportError:
+        return [], []
+    tax = taxonomy_mod.load()
+    per_category: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    analysed = 0
+    for m in media:
+        if not m["content_hash"]:
+            continue
+        results = store.results(m["content_hash"])
+        if "objects" not in results and "scenes" not in results:
+            continue
+        analysed += 1
+        for category, confidence in item_categories(results, tax).items():
+            per_category[category].append((m["path"], confidence))
+    groups: dict[str, dict] = {}
+    for category, hits in per_category.items():
+        group = tax.fine_categories[category]
+        g = groups.setdefault(group, {"group": group, "paths": set(), "subcategories": []})
+        g["paths"].update(p for p, _ in hits)
+        g["subcategories"].append({"category": category, "media": len(hits),
+                                   "paths": sorted(p for p, _ in hits)})
+    categories = []
+    for group in tax.groups:
+        if group not in groups:
+            continue
+        g = groups[group]
+        categories.append({
+            "group": group, "media": len(g["paths"]),
+            "share": round(len(g["paths"]) / analysed, 4) if analysed else 0.0,
+            "subcategories": sorted(g["subcategories"], key=lambda s: (-s["media"], s["category"])),
+        })
+    categories.sort(key=lambda g: -g["media"])
+    # The paper's counters, normalised: the summed confidence of a category over the
+    # analysed media, divided by their number (a video counts once).
+    interests = [{"category": c, "group": tax.fine_categories[c],
+                  "score": round(sum(conf for _, conf in hits) / analysed, 4),
+                  "media": len(hits)} for c, hits in per_category.items()]
+    interests.sort(key=lambda i: (-i["score"], i["category"]))
+    return categories, interests
+
+
+def build_profile(store: Store) -> dict:
+    media = _present(store)
+    categories, interests = _categories(store, media)
+    profile = {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "gallery": _gallery(store, media),
+        "timeline": _timeline(media),
+        "cameras": _cameras(media),
+        "categories": categories,
+        "interests": interests,
+    }
+    return profile
+
+
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())

@@ -28,6 +28,7 @@ SCHEMA = Path(__file__).with_name("schema.sql")
 # `migrations`. The schema version (PRAGMA user_version) is the number of steps applied.
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", SCHEMA.read_text()),
+    ("0002_people", SCHEMA.with_name("0002_people.sql").read_text()),
 ]
 
 

@@ -43,7 +43,8 @@ CATEGORIES = {
 }
 GEOTAGGED = ["exif/camera/mei_FujiFilm_S2Pro_paris_gps.jpg",
              "exif/phone/mei_Samsung_SM-G935L_Galaxy_S7_Edge.jpg",
-             "exif/phone/pp_Huawei_ELE-L29_photoshop.jpg", "exif/phone/pp_iPhoneSE_building_mono.jpg",
+             "exif/phone/pp_Huawei_ELE-L29_photoshop.jpg",
+             "exif/phone/pp_iPhoneSE_building_mono.jpg",
              "exif/phone/pp_iPhoneSE_cat_brown.jpg", "exif/phone/ias_HMD_Nokia_8.3_5G.jpg",
              "videos/rotated_iPadmini_quicktime-hvc1.mov"]
 # face boxes in pixels of the displayed photo, read off the pictures by eye

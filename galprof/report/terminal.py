@@ -52,7 +52,8 @@ def render_summary(profile: dict, console: Console | None = None) -> None:
     places = (profile.get("locations") or [])[:TOP_PLACES]
     if places:
         console.print(_bars("Top places", [
-            (f"{p['city']}, {p['country']}" if p.get("city") else f"{p.get('country')} (outside towns)",
+            (f"{p['city']}, {p['country']}" if p.get("city")
+             else f"{p.get('country')} (outside towns)",
              p.get("media", 0), f"{p.get('media', 0)}") for p in places], style="magenta"))
 
     demo = profile.get("demography") or {}

@@ -269,3 +269,31 @@ def test_cli_report_needs_a_database(tmp_path):
                                       "--out", str(tmp_path / "r.html")])
     assert result.exit_code != 0
     assert "none.db" in result.output
+
+
+@pytest.mark.parametrize("name", ["ias_landscape_1.jpg", "ias_landscape_6.jpg",
+                                  "ias_portrait_8.jpg"])
+def test_face_crop_uses_displayed_coordinates(testmedia, name):
+    """The box is in pixels of the photo as displayed (after EXIF orientation): the crop must
+    show the same region as cutting the upright photo by hand."""
+    import base64
+    import io
+
+    import numpy as np
+
+    from galprof.report.builder import FACE_MARGIN, _face_crop
+
+    path = testmedia / "exif" / "orientation" / name
+    upright = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    w, h = upright.size
+    box = [w * 0.55, h * 0.15, w * 0.8, h * 0.15 + w * 0.25]   # a square off-centre region
+    crop = Image.open(io.BytesIO(base64.b64decode(_face_crop({"path": str(path), "box": box},
+                                                             THUMBNAIL))))
+    side = (box[2] - box[0]) * (1 + 2 * FACE_MARGIN)
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    expected = upright.crop((int(cx - side / 2), int(cy - side / 2), int(cx + side / 2),
+                             int(cy + side / 2))).resize(crop.size)
+    diff = np.abs(np.asarray(crop, dtype=float) - np.asarray(expected, dtype=float)).mean()
+    other = np.abs(np.asarray(crop, dtype=float)
+                   - np.asarray(upright.resize(crop.size), dtype=float)).mean()
+    assert diff < 12 and diff < other / 2, (diff, other)

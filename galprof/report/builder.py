@@ -58,27 +58,18 @@ def _jpeg_b64(img: Image.Image, long_side: int) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _oriented_size(path: Path) -> tuple[int, int] | None:
-    """Width and height as displayed, for photos (EXIF orientation) and videos (rotation)."""
+def _long_side(path: Path) -> int | None:
+    """The long side in pixels of a photo or of a video's frames (rotation does not change it)."""
     try:
         with Image.open(path) as img:
-            w, h = img.size
-            if img.getexif().get(0x0112) in (5, 6, 7, 8):
-                w, h = h, w
-            return w, h
+            return max(img.size)
     except Exception:
         pass
     try:
         import av
         with av.open(str(path)) as c:
             s = c.streams.video[0]
-            w, h = s.width, s.height
-            rotation = 0
-            for side in getattr(s, "side_data", None) or []:
-                rotation = int(getattr(side, "rotation", 0) or 0) or rotation
-            if abs(rotation) % 180 == 90:
-                w, h = h, w
-            return w, h
+            return max(s.width, s.height)
     except Exception:
         return None
 
@@ -92,11 +83,15 @@ def _face_crop(face: dict, thumbnail: Thumbnailer) -> str:
     img = thumbnail(path, FACE_SOURCE_PX)
     if max(x1, y1, x2, y2) <= 1.0:
         ref_w, ref_h = 1.0, 1.0
+    elif face.get("size"):
+        ref_w, ref_h = (float(v) for v in face["size"])
     else:
-        size = face.get("size") or _oriented_size(path)
-        if not size:
+        # the decoded picture is already oriented: scale it back up to the file's long side
+        long_side = _long_side(path)
+        if not long_side:
             raise ValueError("cannot tell the size the face box refers to")
-        ref_w, ref_h = float(size[0]), float(size[1])
+        scale = long_side / max(img.width, img.height)
+        ref_w, ref_h = img.width * scale, img.height * scale
     sx, sy = img.width / ref_w, img.height / ref_h
     cx, cy = (x1 + x2) / 2 * sx, (y1 + y2) / 2 * sy
     side = max((x2 - x1) * sx, (y2 - y1) * sy) * (1 + 2 * FACE_MARGIN)

@@ -85,9 +85,7 @@ def render_summary(profile: dict, console: Console | None = None) -> None:
         for p in people[:TOP_PEOPLE]:
             role = "owner" if p.get("id") == owner_id else (p.get("role")
                                                            or relations.get(p.get("id")))
-            who = p.get("name") or ""
-            if role:
-                who = f"{who} [{role}]".strip()
+            who = " ".join(x for x in (p.get("name"), f"[{role}]" if role else None) if x)
             seen = " – ".join(x for x in (p.get("first"), p.get("last")) if x)
             table.add_row(str(p.get("id")), Text(who, style="bold yellow" if role == "owner"
                                                  else ""),

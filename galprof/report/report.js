@@ -21,7 +21,7 @@
   }
 
   // A bar row: label | track with fill (or stacked parts) | value
-  function barRow(label, value, max, attrs, parts) {
+  function barRow(label, value, max, attrs, parts, shown) {
     var row = el("div", "bar");
     row.setAttribute("role", "button");
     row.tabIndex = 0;
@@ -48,7 +48,7 @@
     }
     row.appendChild(lab);
     row.appendChild(track);
-    row.appendChild(el("div", "value", value));
+    row.appendChild(el("div", "value", shown === undefined ? value : shown));
     return row;
   }
 
@@ -109,7 +109,8 @@
     if (!data.groups.length) { box.appendChild(el("div", "empty", "No categories yet.")); return; }
     var max = Math.max.apply(null, data.groups.map(function (g) { return g.media; }));
     data.groups.forEach(function (g) {
-      var row = barRow(g.name, g.media, max, {"data-group": g.name});
+      var shown = typeof g.share === "number" ? g.media + " · " + Math.round(100 * g.share) + "%" : g.media;
+      var row = barRow(g.name, g.media, max, {"data-group": g.name}, null, shown);
       onActivate(row, function () { selectOnly(box, row); showGroup(g); });
       box.appendChild(row);
     });

@@ -1,0 +1,492 @@
+"""Faces: BlazeFace detection (with tiling), the HSE network (identity, age, gender),
+and the "faces" stage that runs both on the frames of a media item.
+
+The model contracts (anchors, keypoint order, crop, colour order, outputs) are the
+ones verified in `shared/models/MANIFEST.md` and declared in `models/manifest.toml`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+from galprof.errors import ModelMismatch
+from galprof.stages import Frame
+from galprof.vision import manifest, transforms
+from galprof.vision.base import Model
+from galprof.vision.runtime import Session
+
+# Bump when a change here can change the payload of the faces stage.
+CODE_REVISION = 1
+
+
+@dataclass(frozen=True)
+class FaceTunables:
+    """Every threshold of the face branch, with why it has its value.
+
+    Sizes are in pixels of the image given to the detector, except where the name says
+    "original" (pixels of the original photo or video frame).
+    """
+
+    # BlazeFace's own operating point; the hard negatives (cat, dog with sunglasses,
+    # Darth Vader, a cartoon) stay empty at 0.5 even with tiling (bench/faces_quality.py).
+    min_score: float = 0.5
+    # MediaPipe's value: neighbouring anchors of one face overlap above 0.3.
+    nms_iou: float = 0.3
+    # Tiling. BlazeFace sees the photo at 192 px and misses faces under about 10 px
+    # there (about 65 px on a 1280 px frame). A grid of tile_grid tiles across the
+    # short side (more along the long side, same square size) shows each tile at
+    # ~2x the full pass, so faces down to ~30 px of a 1280 px frame are found, which
+    # is about where identity stops being usable anyway (min_identity_side_original).
+    # Neighbouring tiles share tile_overlap of their side, so a face cut by one tile
+    # is whole in the next; a tile detection touching an inner tile edge is dropped.
+    # 3 tiles across found no more faces on the test set and cost 2x (bench/faces_quality.py).
+    tile_grid: int = 2
+    tile_overlap: float = 0.25
+    # Tiles multiply the looks at each region (5-7 passes instead of one), and with
+    # them the false positives; a face found only in a tile must score higher. The
+    # tile-only false positives seen (fur, hair, a letter on a sign) scored 0.54-0.66,
+    # the small real faces 0.81-0.86.
+    tile_min_score: float = 0.7
+    # No tiles when the short side is under this: the full pass already sees such an
+    # image at >= 1/2 scale and tiles found nothing more there.
+    tile_min_short_side: int = 384
+    # A tile detection this close (fraction of the tile side) to an inner tile edge
+    # is a cut face.
+    tile_edge_margin: float = 0.01
+    # Faces smaller than this (original px, shorter box side) are kept as detections
+    # but get no identity: at under ~36 px the 224 px crop is mostly upsampling blur
+    # and the features stop separating people.
+    min_identity_side_original: float = 36.0
+    # Crop side = crop_scale x the detector box. The HSE identity head wants 1.3,
+    # age/gender 1.6; one pass at 1.3 keeps the cost to one network call a face.
+    crop_scale: float = 1.3
+    # The HSE gender head's threshold (manifest): male when p >= 0.6.
+    male_threshold: float = 0.6
+    # Video tracking between consecutive sampled frames: two faces are one track when
+    # their identity features agree (cosine) and, for faces without features, when
+    # the boxes overlap enough. Sampled frames can be seconds apart, so position alone
+    # is not required when the features agree.
+    track_min_cosine: float = 0.5
+    track_min_iou_no_features: float = 0.4
+
+    def digest(self) -> str:
+        """A short hash of every value, for the stage version."""
+        text = repr(sorted(asdict(self).items()))
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+DEFAULT_TUNABLES = FaceTunables()
+
+
+@dataclass
+class FaceBox:
+    """One detected face, in pixels of the image given to the detector."""
+
+    box: tuple[float, float, float, float]      # x1, y1, x2, y2
+    score: float
+    keypoints: list[tuple[float, float]]        # 0/1 eyes (image-left, image-right), 2 nose,
+                                                # 3 mouth, 4/5 ears (image-left, image-right)
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def roll(self) -> float:
+        """The angle (radians, y down) of the line from the image-left to the image-right eye."""
+        (lx, ly), (rx, ry) = self.keypoints[0], self.keypoints[1]
+        return math.atan2(ry - ly, rx - lx)
+
+
+@dataclass
+class FaceAttributes:
+    """What the HSE network says about one aligned face."""
+
+    features: np.ndarray      # float32 (1024,), L2-normalised; compare by dot product
+    age: float                # years, expectation over the 0..99 softmax
+    male_prob: float          # sigmoid output; male when >= FaceTunables.male_threshold
+
+
+def _check_outputs(spec, session: Session, names: dict[str, str], widths: dict[str, int]) -> None:
+    """Refuse a graph whose named outputs (from the manifest) are missing or mis-shaped."""
+    have = {o.name: o.shape for o in session.outputs}
+    for key, width in widths.items():
+        name = names.get(key)
+        if not name:
+            raise ModelMismatch(f"{spec.file}: the manifest declares no output {key!r} for {spec.id}")
+        if name not in have:
+            raise ModelMismatch(f"{spec.file}: no output {name!r} (has {', '.join(have)})")
+        if have[name][-1] != width and width > 0:
+            raise ModelMismatch(f"{spec.file}: output {name} has shape {list(have[name])}, "
+                                f"expected last dimension {width}")
+
+
+# ---------------------------------------------------------------- detection
+
+
+class FaceDetector(Model):
+    """BlazeFace full-range: faces with 6 keypoints, on the whole image and on tiles."""
+
+    role: ClassVar[str] = "face_detector"
+    GRID = 48            # 48 x 48 anchors, stride 4 on the 192 px input, one per cell
+    VALUES = 16          # cx, cy, w, h, then 6 x (x, y)
+
+    def __init__(self, model_id: str | None = None, threads: int | None = None,
+                 models_dir=None, tunables: FaceTunables = DEFAULT_TUNABLES):
+        super().__init__(model_id, threads, models_dir)
+        self.tunables = tunables
+        cells = (np.arange(self.GRID, dtype=np.float32) + 0.5) / self.GRID
+        ax, ay = np.meshgrid(cells, cells)
+        self._anchors = np.stack([ax.ravel(), ay.ravel()], axis=1)   # row-major, x fastest
+
+    @property
+    def input_size(self) -> int:
+        return int(self.spec.input["shape"][1])
+
+    def _check_contract(self, session: Session) -> None:
+        super()._check_contract(session)
+        shape = self.spec.input.get("shape")
+        if not shape or list(session.inputs[0].shape) != list(shape):
+            raise ModelMismatch(f"{self.spec.file}: input shape {list(session.inputs[0].shape)}, "
+                                f"manifest says {shape}")
+        if shape[1] != self.GRID * 4:
+            raise ModelMismatch(f"{self.spec.file}: input {shape[1]} px does not fit a "
+                                f"{self.GRID}x{self.GRID} stride-4 anchor grid")
+        _check_outputs(self.spec, session, self.spec.output,
+                       {"regressors": self.VALUES, "classifiers": 1})
+        rows = {o.name: o.shape[1] for o in session.outputs}
+        if rows[self.spec.output["regressors"]] != self.GRID * self.GRID:
+            raise ModelMismatch(f"{self.spec.file}: {rows[self.spec.output['regressors']]} "
+                                f"anchors, expected {self.GRID * self.GRID}")
+
+    # One pass over one image (the base class's predict): a list of FaceBox.
+    def _preprocess(self, image: np.ndarray):
+        return self._letterbox(Image.fromarray(image), None)
+
+    def _letterbox(self, picture: Image.Image, window: tuple[int, int, int, int] | None):
+        """A region of the picture (all of it when window is None), centred on the
+        network's square input; the context maps input pixels back to the picture.
+
+        Like transforms.letterbox_center, but resizing straight from a region of one
+        PIL image: tiles then cost no array copy and no second conversion.
+        """
+        size = self.input_size
+        x1, y1, x2, y2 = window or (0, 0, picture.width, picture.height)
+        scale = min(size / (x2 - x1), size / (y2 - y1))
+        nw, nh = max(1, round((x2 - x1) * scale)), max(1, round((y2 - y1) * scale))
+        ox, oy = (size - nw) // 2, (size - nh) // 2
+        small = picture.resize((nw, nh), Image.BILINEAR, box=(x1, y1, x2, y2), reducing_gap=3.0)
+        canvas = np.zeros((size, size, 3), np.uint8)
+        canvas[oy:oy + nh, ox:ox + nw] = np.asarray(small)
+        tensor = transforms.normalise_minus_one_to_one(canvas)[None]
+        return [tensor], (scale, ox - x1 * scale, oy - y1 * scale)
+
+    def _detect_region(self, picture: Image.Image, window) -> list[FaceBox]:
+        feeds, context = self._letterbox(picture, window)
+        return self._postprocess(self.session.run(feeds), context)
+
+    def _postprocess(self, outputs: dict[str, np.ndarray], context) -> list[FaceBox]:
+        scale, ox, oy = context
+        size = self.input_size
+        logits = outputs[self.spec.output["classifiers"]].reshape(-1)
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
+        keep = np.flatnonzero(scores >= self.tunables.min_score)
+        if keep.size == 0:
+            return []
+        raw = outputs[self.spec.output["regressors"]].reshape(-1, self.VALUES)[keep]
+        anchors = self._anchors[keep] * size       # anchor centres in input pixels
+        centres = raw[:, 0:2] + anchors
+        half = raw[:, 2:4] / 2
+        boxes = np.concatenate([centres - half, centres + half], axis=1)
+        points = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
+        boxes, merged, points = transforms.weighted_nms(boxes, scores[keep],
+                                                        self.tunables.nms_iou, points)
+        # letterbox pixels back to image pixels
+        offset = np.array([ox, oy], np.float32)
+        boxes = (boxes - np.tile(offset, 2)) / scale
+        points = (points - offset) / scale
+        return [FaceBox(tuple(float(v) for v in b), float(s), [(float(x), float(y)) for x, y in p])
+                for b, s, p in zip(boxes, merged, points)]
+
+    def tiles(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """The tile windows (x1, y1, x2, y2) for an image of this size; [] when none."""
+        t = self.tunables
+        short = min(width, height)
+        if short < t.tile_min_short_side or t.tile_grid < 2:
+            return []
+        n = t.tile_grid
+        side = max(1, math.ceil(short / (n - (n - 1) * t.tile_overlap)))
+
+        def starts(length: int) -> list[int]:
+            if length <= side:
+                return [0]
+            count = math.ceil((length - side) / (side * (1 - t.tile_overlap)) - 1e-6) + 1
+            return [round(i * (length - side) / (count - 1)) for i in range(count)]
+
+        return [(x, y, min(width, x + side), min(height, y + side))
+                for y in starts(height) for x in starts(width)]
+
+    def detect(self, image: np.ndarray, tile: bool = True) -> list[FaceBox]:
+        """Faces of an RGB uint8 image, highest score first, in the image's pixels.
+
+        With `tile`, large images are also searched tile by tile (see FaceTunables) and
+        the detections merged by NMS.
+        """
+        self.load()
+        picture = Image.fromarray(image)
+        if picture.mode != "RGB":
+            picture = picture.convert("RGB")
+        found = self._detect_region(picture, None)
+        windows = self.tiles(picture.width, picture.height) if tile else []
+        if not windows:
+            return found
+        w, h = picture.size
+        for x1, y1, x2, y2 in windows:
+            margin = self.tunables.tile_edge_margin * (x2 - x1)
+            for face in self._detect_region(picture, (x1, y1, x2, y2)):
+                bx1, by1, bx2, by2 = face.box
+                cut = (face.score < self.tunables.tile_min_score
+                       or (x1 > 0 and bx1 < x1 + margin) or (y1 > 0 and by1 < y1 + margin)
+                       or (x2 < w and bx2 > x2 - margin) or (y2 < h and by2 > y2 - margin))
+                if not cut:
+                    found.append(face)
+        if len(found) < 2:
+            return found
+        keep = transforms.nms(np.array([f.box for f in found]), np.array([f.score for f in found]),
+                              self.tunables.nms_iou)
+        return [found[i] for i in keep]
+
+
+# ---------------------------------------------------------------- identity, age, gender
+
+
+class FaceAnalyzer(Model):
+    """Savchenko's HSE multi-output network: identity features, age and gender in one call."""
+
+    role: ClassVar[str] = "face_analyzer"
+    FEATURES = 1024
+    AGES = 100
+
+    def __init__(self, model_id: str | None = None, threads: int | None = None,
+                 models_dir=None, tunables: FaceTunables = DEFAULT_TUNABLES):
+        super().__init__(model_id, threads, models_dir)
+        self.tunables = tunables
+        self._ages = np.arange(self.AGES, dtype=np.float32)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.spec.input["shape"][1])
+
+    def _check_contract(self, session: Session) -> None:
+        super()._check_contract(session)
+        if self.spec.input.get("color") != "BGR" or len(self.spec.input.get("mean", ())) != 3:
+            raise ModelMismatch(f"{self.spec.file}: the manifest must declare BGR input and a "
+                                f"3-channel mean for {self.spec.id}")
+        _check_outputs(self.spec, session, self.spec.output,
+                       {"features": self.FEATURES, "age": self.AGES, "gender": 1})
+
+    def align(self, image: np.ndarray, face: FaceBox) -> np.ndarray:
+        """The face's square crop (crop_scale x its box), rotated so the eyes are level,
+        as an RGB uint8 array of the network's input size."""
+        size = self.input_size
+        x1, y1, x2, y2 = face.box
+        side = self.tunables.crop_scale * max(x2 - x1, y2 - y1)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        angle = face.roll
+        # Pillow's affine resampling does not low-pass: shrink the neighbourhood with an
+        # antialiased resize first when the crop is much larger than the output.
+        factor = side / size
+        if factor > 1.5:
+            reach = side / 2 * (abs(math.cos(angle)) + abs(math.sin(angle))) + 2
+            box = (round(cx - reach), round(cy - reach), round(cx + reach), round(cy + reach))
+            patch = Image.fromarray(image).crop(box)
+            n = max(1, round((box[2] - box[0]) / factor))
+            patch = np.asarray(patch.resize((n, n), Image.BILINEAR))
+            r = n / (box[2] - box[0])
+            return transforms.rotated_square_crop(patch, (cx - box[0]) * r, (cy - box[1]) * r,
+                                                  side * r, angle, size)
+        return transforms.rotated_square_crop(image, cx, cy, side, angle, size)
+
+    def _preprocess(self, crop: np.ndarray):
+        size = self.input_size
+        if crop.shape[:2] != (size, size):
+            crop = transforms.resize(crop, size, size)
+        bgr = transforms.rgb_to_bgr(crop)
+        return [transforms.normalise_mean_std(bgr, self.spec.input["mean"])[None]], None
+
+    def _postprocess(self, outputs: dict[str, np.ndarray], context) -> FaceAttributes:
+        out = self.spec.output
+        features = outputs[out["features"]].reshape(-1).astype(np.float32)
+        features /= max(float(np.linalg.norm(features)), 1e-12)
+        ages = outputs[out["age"]].reshape(-1).astype(np.float64)
+        age = float((ages * self._ages).sum() / max(ages.sum(), 1e-12))
+        male = float(outputs[out["gender"]].reshape(-1)[0])
+        return FaceAttributes(features, age, male)
+
+    def analyze(self, image: np.ndarray, face: FaceBox) -> FaceAttributes:
+        """Identity features, age and gender of one detected face of `image`."""
+        return self.predict(self.align(image, face))
+
+
+# ---------------------------------------------------------------- the stage
+
+
+@dataclass
+class _Face:
+    frame: int                       # position in the frames list
+    box: FaceBox                     # analysis pixels
+    original_box: list[float]
+    identity: bool
+    attrs: FaceAttributes | None = None
+    track: int | None = None
+
+
+class FacesStage:
+    """The "faces" scan stage: detect faces on every frame, analyse the ones big enough
+    for identity, and track them across the sampled frames of a video.
+
+    Payload (JSON, boxes and keypoints in original oriented media pixels):
+      {"frames": [{"index", "timestamp", "faces": [{"box": [x1, y1, x2, y2], "score",
+                   "keypoints": [[x, y] x 6], "age", "male_prob", "identity",
+                   "feature_row", "track"}]}],
+       "faces": n_faces,
+       "feature_index": [[frame_position, face_position] per features row],
+       "tracks": [{"id", "frames": [frame index...], "faces", "feature_row"}],
+       "arrays": {"features": float32 [n_identity_faces, 1024],
+                  "track_features": float32 [n_tracks_with_features, 1024] (videos only)}}
+    `age`, `male_prob` and `feature_row` are null for faces too small for identity;
+    `track` is null and `tracks` empty for photos.
+    """
+
+    name = "faces"
+    requires: tuple[str, ...] = ()
+
+    def __init__(self, model_id: str | None = None, threads: int | None = None,
+                 models_dir=None, tunables: FaceTunables = DEFAULT_TUNABLES,
+                 detector: FaceDetector | None = None, analyzer: FaceAnalyzer | None = None,
+                 long_side: int = 1280):
+        """`model_id` may name either model (the manifest role tells which one)."""
+        detector_id = analyzer_id = None
+        if model_id:
+            if manifest.get(model_id).role == FaceDetector.role:
+                detector_id = model_id
+            else:
+                analyzer_id = model_id
+        self.tunables = tunables
+        self.detector = detector or FaceDetector(detector_id, threads, models_dir, tunables)
+        self.analyzer = analyzer or FaceAnalyzer(analyzer_id, threads, models_dir, tunables)
+        # 1280: with 2x2-ish tiles a face of ~30 px is found and faces of 36 px get
+        # identity; 960 and 1600 found the same faces on the test set (bench/faces_quality.py).
+        self.long_side = long_side
+
+    @property
+    def version(self) -> str:
+        return (f"{self.detector.version}+{self.analyzer.version}"
+                f"+faces-r{CODE_REVISION}-{self.tunables.digest()}")
+
+    def load(self) -> None:
+        self.detector.load()
+        self.analyzer.load()
+
+    def run(self, frames: list[Frame], upstream: dict[str, Any]) -> dict:
+        t = self.tunables
+        faces: list[_Face] = []
+        for pos, frame in enumerate(frames):
+            for box in self.detector.detect(frame.image):
+                original = [v / frame.scale for v in box.box]
+                side = min(original[2] - original[0], original[3] - original[1])
+                face = _Face(pos, box, original, side >= t.min_identity_side_original)
+                if face.identity:
+                    face.attrs = self.analyzer.analyze(frame.image, box)
+                faces.append(face)
+        is_video = len(frames) > 1 or any(f.timestamp is not None for f in frames)
+        tracks = _track(faces, len(frames), t) if is_video else []
+        return _payload(frames, faces, tracks, is_video)
+
+
+def _track(faces: list[_Face], n_frames: int, t: FaceTunables) -> list[list[_Face]]:
+    """Greedy frame-to-frame association; sets face.track and returns the tracks."""
+    by_frame: list[list[_Face]] = [[] for _ in range(n_frames)]
+    for face in faces:
+        by_frame[face.frame].append(face)
+    tracks: list[list[_Face]] = []
+    previous: list[_Face] = []
+    for current in by_frame:
+        pairs = []
+        for i, a in enumerate(previous):
+            for j, b in enumerate(current):
+                overlap = float(transforms.iou(np.array(a.box.box), np.array([b.box.box]))[0])
+                if a.attrs is not None and b.attrs is not None:
+                    cosine = float(a.attrs.features @ b.attrs.features)
+                    if cosine >= t.track_min_cosine:
+                        pairs.append((cosine + overlap, i, j))
+                elif overlap >= t.track_min_iou_no_features:
+                    pairs.append((overlap, i, j))
+        used_a, used_b = set(), set()
+        for _, i, j in sorted(pairs, reverse=True):
+            if i in used_a or j in used_b:
+                continue
+            used_a.add(i)
+            used_b.add(j)
+            current[j].track = previous[i].track
+            tracks[current[j].track].append(current[j])
+        for face in current:
+            if face.track is None:
+                face.track = len(tracks)
+                tracks.append([face])
+        previous = current
+    return tracks
+
+
+def _r(values, digits: int = 1) -> list[float]:
+    return [round(float(v), digits) for v in values]
+
+
+def _payload(frames: list[Frame], faces: list[_Face], tracks: list[list[_Face]],
+             is_video: bool) -> dict:
+    out_frames = [{"index": f.index, "timestamp": f.timestamp, "faces": []} for f in frames]
+    features, feature_index = [], []
+    for face in faces:
+        scale = frames[face.frame].scale
+        entry = {
+            "box": _r(face.original_box),
+            "score": round(face.box.score, 3),
+            "keypoints": [_r((x / scale, y / scale)) for x, y in face.box.keypoints],
+            "age": None, "male_prob": None,
+            "identity": face.identity,
+            "feature_row": None,
+            "track": face.track,
+        }
+        if face.attrs is not None:
+            entry["age"] = round(face.attrs.age, 1)
+            entry["male_prob"] = round(face.attrs.male_prob, 3)
+            entry["feature_row"] = len(features)
+            features.append(face.attrs.features)
+            feature_index.append([face.frame, len(out_frames[face.frame]["faces"])])
+        out_frames[face.frame]["faces"].append(entry)
+    arrays = {"features": np.array(features, np.float32).reshape(-1, FaceAnalyzer.FEATURES)}
+    out_tracks, track_features = [], []
+    for tid, members in enumerate(tracks):
+        with_features = [m.attrs.features for m in members if m.attrs is not None]
+        row = None
+        if with_features:
+            mean = np.mean(with_features, axis=0)
+            row = len(track_features)
+            track_features.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        out_tracks.append({"id": tid, "frames": [frames[m.frame].index for m in members],
+                           "faces": len(members), "feature_row": row})
+    if is_video:
+        arrays["track_features"] = np.array(track_features, np.float32).reshape(
+            -1, FaceAnalyzer.FEATURES)
+    return {"frames": out_frames, "faces": len(faces), "feature_index": feature_index,
+            "tracks": out_tracks, "arrays": arrays}

@@ -131,3 +131,10 @@ def test_thumbnail_of_heic_and_video(testmedia):
     assert max(t.size) == 128 and t.mode == "RGB"
     t = thumbnail(testmedia / "videos/rotated_iPadmini_quicktime-hvc1.mov", 128)
     assert t.size[1] > t.size[0]           # rotated to portrait
+
+
+def test_iphone_mpo_jpeg_is_drafted_too(testmedia):
+    # iPhone JPEGs are MPO files (a depth map as a second picture): still DCT-scaled
+    img, stored = frames._load(testmedia / "exif/phone/dc_iPhone13Pro_IMG_8566_o6.JPG", 512)
+    assert img.format == "MPO" and stored == (4032, 3024)
+    assert img.size == (1008, 756)

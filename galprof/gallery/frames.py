@@ -71,7 +71,7 @@ def _short(e: BaseException) -> str:
 
 def _draft(img: Image.Image, long_side: int) -> None:
     """Ask the JPEG decoder for the smallest DCT scale whose long side still covers `long_side`."""
-    if img.format != "JPEG" or not long_side:
+    if img.format not in ("JPEG", "MPO") or not long_side:   # MPO: iPhone JPEGs with a depth map
         return
     w, h = img.size
     f = long_side / max(w, h)

@@ -25,16 +25,13 @@ def describe_media(store: Store, path: str) -> dict | None:
     if scenes:
         info["sections"].append({"title": "scenes", "lines": [
             f"{s['label']:<24} {s['score']:.2f}" for s in scenes[:5]]})
-    try:
-        from galprof import taxonomy
-        from galprof.profile import item_categories
-        cats = item_categories(results, taxonomy.load())
-    except ImportError:
-        cats = {}
+    from galprof import taxonomy
+    from galprof.profile import item_categories
+
+    cats = item_categories(results, taxonomy.load())
     if cats:
-        tax = taxonomy.load()
-        info["categories"] = [{"category": c, "group": tax.fine_categories[c], "confidence": v}
-                              for c, v in sorted(cats.items(), key=lambda kv: -kv[1])]
+        info["categories"] = [{"category": c, "group": g, "confidence": round(v, 4)}
+                              for c, g, v in sorted(cats, key=lambda x: -x[2])]
         info["sections"].append({"title": "categories", "lines": [
             f"{c['group']} / {c['category']}  {c['confidence']:.2f}" for c in info["categories"]]})
     return info

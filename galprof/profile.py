@@ -53,24 +53,32 @@ def _cameras(media: list) -> list[dict]:
             for (make, model), n in sorted(cams.items(), key=lambda kv: (-kv[1], str(kv[0])))]
 
 
-def item_categories(results: dict[str, dict], taxonomy) -> dict[str, float]:
-    """Fine category -> confidence for one media item, from its cached stage payloads."""
+def item_categories(results: dict[str, dict], taxonomy) -> list[tuple[str, str, float]]:
+    """(fine category, group, confidence) of one media item, from its cached stage payloads.
+
+    A group reached only through the indoor/outdoor decision (a couch means Indoors)
+    gets the scene group, or "indoor"/"outdoor", as its subcategory."""
     objects = [(o["label"], o["score"]) for o in
                (results.get("objects", {}).get("payload", {}).get("objects") or [])]
     scenes = [(s["label"], s["score"], s.get("index")) for s in
               (results.get("scenes", {}).get("payload", {}).get("scenes") or [])]
     if not objects and not scenes:
-        return {}
-    return taxonomy.categorize(objects, scenes).confidences()
+        return []
+    item = taxonomy.categorize(objects, scenes)
+    out = [(hit.name, hit.group, hit.confidence) for hit in item.categories]
+    covered = {group for _, group, _ in out}
+    for group, confidence in item.groups.items():
+        if group not in covered:
+            name = item.scene if item.scene_group == group and item.scene else (item.where or group.lower())
+            out.append((name, group, confidence))
+    return out
 
 
 def _categories(store: Store, media: list) -> tuple[list[dict], list[dict]]:
-    try:
-        from galprof import taxonomy as taxonomy_mod
-    except ImportError:
-        return [], []
+    from galprof import taxonomy as taxonomy_mod
+
     tax = taxonomy_mod.load()
-    per_category: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    per_category: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
     analysed = 0
     for m in media:
         if not m["content_hash"]:
@@ -79,31 +87,25 @@ def _categories(store: Store, media: list) -> tuple[list[dict], list[dict]]:
         if "objects" not in results and "scenes" not in results:
             continue
         analysed += 1
-        for category, confidence in item_categories(results, tax).items():
-            per_category[category].append((m["path"], confidence))
+        for category, group, confidence in item_categories(results, tax):
+            per_category[(category, group)].append((m["path"], confidence))
     groups: dict[str, dict] = {}
-    for category, hits in per_category.items():
-        group = tax.fine_categories[category]
-        g = groups.setdefault(group, {"group": group, "paths": set(), "subcategories": []})
+    for (category, group), hits in per_category.items():
+        g = groups.setdefault(group, {"paths": set(), "subcategories": []})
         g["paths"].update(p for p, _ in hits)
         g["subcategories"].append({"category": category, "media": len(hits),
                                    "paths": sorted(p for p, _ in hits)})
-    categories = []
-    for group in tax.groups:
-        if group not in groups:
-            continue
-        g = groups[group]
-        categories.append({
-            "group": group, "media": len(g["paths"]),
-            "share": round(len(g["paths"]) / analysed, 4) if analysed else 0.0,
-            "subcategories": sorted(g["subcategories"], key=lambda s: (-s["media"], s["category"])),
-        })
+    categories = [{
+        "group": group, "media": len(groups[group]["paths"]),
+        "share": round(len(groups[group]["paths"]) / analysed, 4),
+        "subcategories": sorted(groups[group]["subcategories"], key=lambda s: (-s["media"], s["category"])),
+    } for group in tax.groups if group in groups]
     categories.sort(key=lambda g: -g["media"])
     # The paper's counters, normalised: the summed confidence of a category over the
     # analysed media, divided by their number (a video counts once).
-    interests = [{"category": c, "group": tax.fine_categories[c],
+    interests = [{"category": c, "group": g,
                   "score": round(sum(conf for _, conf in hits) / analysed, 4),
-                  "media": len(hits)} for c, hits in per_category.items()]
+                  "media": len(hits)} for (c, g), hits in per_category.items()]
     interests.sort(key=lambda i: (-i["score"], i["category"]))
     return categories, interests
 

@@ -7,7 +7,9 @@ tensorflow.lite); `.onnx` files run on onnxruntime (the runtime Termux packages)
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,21 @@ def _tflite_interpreter_class():
         ) from None
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """The TFLite runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate" from C++
+    straight to fd 2 when tensors are allocated, which would break `--quiet` (cron mail)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class TFLiteSession:
     def __init__(self, path: Path, threads: int, extra_outputs: Sequence[str] = ()):
         interpreter_class = _tflite_interpreter_class()
@@ -73,7 +90,8 @@ class TFLiteSession:
                                              experimental_preserve_all_tensors=True)
         else:
             self._it = interpreter_class(model_path=str(path), num_threads=threads)
-        self._it.allocate_tensors()
+        with _native_stderr_silenced():
+            self._it.allocate_tensors()
         self.inputs = [self._info(d) for d in self._it.get_input_details()]
         self.outputs = [self._info(d) for d in self._it.get_output_details()]
         self._in_idx = [d["index"] for d in self._it.get_input_details()]

@@ -140,3 +140,71 @@ def render_table(rows: list[dict], title: str | None = "Model inference latency"
             cells.append(f"{cell['mean_ms']:.1f} ± {cell['std_ms']:.1f}" if cell else "-")
         table.add_row(row["model"], f"{row['size_mb']:.2f}", *cells)
     return table
+
+
+# -- end to end ---------------------------------------------------------------------------
+GENERATED_SIZE = (4000, 3000)    # 12 MP, what a phone camera writes
+
+
+def generate_photos(folder: Path, count: int, size: tuple[int, int] = GENERATED_SIZE) -> list[Path]:
+    """`count` distinct 12 MP JPEGs (synthetic scenes upscaled), as a phone would store them."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        small = synthetic_photo(300, 400, seed=SEED + i)
+        path = folder / f"IMG_{i:04d}.jpg"
+        Image.fromarray(small).resize(size, Image.BILINEAR).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
+               db: Path | None = None) -> dict:
+    """Scan `folder` with the named stages into a fresh database, in a child process so that
+    its peak memory is measured alone. Returns photos/s and where the time went."""
+    import json
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = db or Path(tmp) / "bench.db"
+        cmd = [sys.executable, "-m", "galprof", "scan", str(folder), "--db", str(db), "--json",
+               "--quiet", "--stages", ",".join(stages) or "none"]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if out.returncode not in (0, 3):
+        raise RuntimeError(out.stderr.strip() or f"scan exited with {out.returncode}")
+    s = json.loads(out.stdout)
+    media = s["photos"] + s["videos"]
+    wall = s["seconds"]
+    models = sum(s["stage_seconds"].values())
+    return {
+        "folder": str(folder), "stages": stages, "media": media, "frames": s["frames"],
+        "seconds": wall, "photos_per_s": round(media / wall, 2) if wall else 0.0,
+        "model_seconds": round(models, 3), "stage_seconds": s["stage_seconds"],
+        "decode_seconds": s["decode_seconds"],
+        "overhead_seconds": round(max(0.0, wall - models), 3),
+        "outside_models_share": round(max(0.0, wall - models) / wall, 3) if wall else 0.0,
+        "peak_rss_mb": round(max(rss_kb, before) / 1024, 1),
+    }
+
+
+def render_end_to_end(result: dict):
+    from rich.table import Table
+
+    table = Table(title=f"End-to-end scan: {result['folder']}")
+    for col in ("stages", "media", "photos/s", "wall s", "models s", "decode s (overlapped)",
+                "outside models", "peak RSS MB"):
+        table.add_column(col, justify="right")
+    table.add_row(",".join(result["stages"]), str(result["media"]), f"{result['photos_per_s']:.1f}",
+                  f"{result['seconds']:.2f}", f"{result['model_seconds']:.2f}",
+                  f"{result['decode_seconds']:.2f}", f"{result['outside_models_share']:.0%}",
+                  f"{result['peak_rss_mb']:.0f}")
+    return table

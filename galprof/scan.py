@@ -55,6 +55,10 @@ class ScanSummary:
     failed: int = 0
     failures: list[dict] = field(default_factory=list)    # {"path", "reason"}
     seconds: float = 0.0
+    # Where the time went: decoding (summed over the decode threads, which overlap
+    # inference) and each stage's model calls; `galprof benchmark` reports them.
+    decode_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +118,13 @@ def scan(store: Store, roots: list[Path], options: ScanOptions | None = None,
             problem(path, "walk", "error", reason)
         known = store.media_under(roots)
         versions = store.result_versions()
+        # Remote-tier results (galprof.remote.client.offload) stand in for the device
+        # stages' own: a re-scan keeps them instead of redoing them on the device.
+        current = {s.name: s.version for s in stages}
+        for h, name in conn.execute("SELECT content_hash, stage FROM results "
+                                    "WHERE tier = 'remote'"):
+            if name in current:
+                versions.setdefault(h, {})[name] = current[name]
         seen = {str(f.path) for f in found.items}
         missing = {p: row for p, row in known.items() if p not in seen}
         by_hash = {row["content_hash"]: row for row in missing.values() if row["content_hash"]}
@@ -167,6 +178,7 @@ def scan(store: Store, roots: list[Path], options: ScanOptions | None = None,
         summary.photos = counts.get("photo", 0)
         summary.videos = counts.get("video", 0)
         summary.seconds = round(time.monotonic() - started, 3)
+        summary.decode_seconds = round(summary.decode_seconds, 3)
         conn.execute("UPDATE scans SET finished_at = ?, summary = ? WHERE id = ?",
                      (now(), json.dumps(summary.to_dict()), scan_id))
         store.release_writer()
@@ -180,6 +192,11 @@ def _prefix(root: Path) -> str:
 
 def _long_side(stages: list[Stage]) -> int:
     return max([s.long_side for s in stages] or [DEFAULT_LONG_SIDE])
+
+
+def _timed_read(w: _Work, long_side: int, options: ScanOptions):
+    started = time.perf_counter()
+    return _read(w, long_side, options), time.perf_counter() - started
 
 
 def _read(w: _Work, long_side: int, options: ScanOptions):
@@ -212,7 +229,7 @@ def _analyse(store: Store, work: list[_Work], stages: list[Stage], options: Scan
         items = iter(work)
         # Keep a few decodes in flight so that inference never waits for the disk.
         for w in items:
-            queue.append((w, pool.submit(_read, w, long_side, options)))
+            queue.append((w, pool.submit(_timed_read, w, long_side, options)))
             if len(queue) >= 2 * options.decode_workers:
                 break
         done = 0
@@ -220,7 +237,7 @@ def _analyse(store: Store, work: list[_Work], stages: list[Stage], options: Scan
             w, future = queue.popleft()
             nxt = next(items, None)
             if nxt is not None:
-                queue.append((nxt, pool.submit(_read, nxt, long_side, options)))
+                queue.append((nxt, pool.submit(_timed_read, nxt, long_side, options)))
             _finish(store, w, future, stages, summary, problem)
             done += 1
             pending += 1
@@ -246,7 +263,8 @@ def _finish(store: Store, w: _Work, future, stages: list[Stage], summary: ScanSu
             "content_hash": w.content_hash, "kind": f.kind, "format": f.format,
             "motion_path": str(f.motion_path) if f.motion_path else None, "scanned_at": now()}
     try:
-        decoded = future.result()
+        decoded, seconds = future.result()
+        summary.decode_seconds += seconds
     except MediaError as e:
         problem(path, "read", "error", e.reason)
         _save_media(store, w, {**base, "status": "failed", "error": e.reason})
@@ -263,11 +281,15 @@ def _finish(store: Store, w: _Work, future, stages: list[Stage], summary: ScanSu
         for stage in stages:
             if stage not in w.todo:
                 continue
+            started = time.perf_counter()
             try:
                 payload = stage.run(decoded.frames, {d: payloads.get(d) for d in stage.requires})
             except Exception as e:
                 notes.append(f"stage {stage.name} failed: {type(e).__name__}: {e}")
                 continue
+            finally:
+                summary.stage_seconds[stage.name] = round(
+                    summary.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started, 4)
             store.put_result(w.content_hash, stage.name, stage.version, payload)
             payloads[stage.name] = payload
         summary.analysed += 1

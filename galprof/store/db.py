@@ -29,6 +29,7 @@ SCHEMA = Path(__file__).with_name("schema.sql")
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001_initial", SCHEMA.read_text()),
     ("0002_people", SCHEMA.with_name("0002_people.sql").read_text()),
+    ("0003_privacy", SCHEMA.with_name("0003_privacy.sql").read_text()),
 ]
 
 

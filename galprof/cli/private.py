@@ -1,0 +1,114 @@
+"""`galprof private`: which photos stay on this device, the user's marks, the upload log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from galprof.cli.common import db_option, json_option, library_errors, print_json, resolve_db
+
+
+@click.group()
+def private():
+    """Private photos never leave the device: list them, mark or unmark them, audit uploads.
+
+    A photo is private when a large face fills its centre, when it shows a close
+    person, when its faces are not clustered yet, or when you marked it.
+    """
+
+
+@private.command("mark")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@db_option
+@library_errors
+def mark_cmd(paths, db_path):
+    """Mark photos or videos (or every scanned item under a folder) private.
+
+    Marks follow a file when it is moved or renamed and survive re-scans.
+
+    \b
+    Example:
+        galprof private mark ~/DCIM/Camera/IMG_0042.jpg
+        galprof private mark ~/DCIM/Family
+    """
+    from galprof import privacy
+    from galprof.store import open_store
+
+    with open_store(resolve_db(db_path)) as store:
+        done = privacy.mark(store, list(paths))
+    click.echo(f"marked {len(done)} item(s) private")
+
+
+@private.command("unmark")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@db_option
+@library_errors
+def unmark_cmd(paths, db_path):
+    """Remove your private marks (the automatic rules still apply).
+
+    \b
+    Example:
+        galprof private unmark ~/DCIM/Camera/IMG_0042.jpg
+    """
+    from galprof import privacy
+    from galprof.store import open_store
+
+    with open_store(resolve_db(db_path), create=False) as store:
+        done = privacy.unmark(store, list(paths))
+    click.echo(f"unmarked {len(done)} item(s)")
+
+
+@private.command("list")
+@db_option
+@json_option
+@library_errors
+def list_cmd(db_path, as_json):
+    """List private items with the reasons they are private.
+
+    \b
+    Example:
+        galprof private list
+        galprof private list --json
+    """
+    from galprof import privacy
+    from galprof.store import open_store
+
+    with open_store(resolve_db(db_path), create=False) as store:
+        items = privacy.list_private(store)
+    if as_json:
+        print_json(items)
+        return
+    for item in items:
+        click.echo(item["path"] + ("  [marked]" if item["marked"] else ""))
+        for reason in item["reasons"]:
+            click.echo(f"    {reason}")
+    click.echo(f"{len(items)} private item(s)", err=True)
+
+
+@private.command("uploads")
+@db_option
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Show only the newest N uploads.")
+@json_option
+@library_errors
+def uploads_cmd(db_path, limit, as_json):
+    """The audit log: every upload to a remote tier (time, file, size, server, status).
+
+    \b
+    Example:
+        galprof private uploads --limit 20
+        galprof private uploads --json
+    """
+    from galprof import privacy
+    from galprof.store import open_store
+
+    with open_store(resolve_db(db_path), create=False) as store:
+        rows = privacy.uploads(store, limit)
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['at']}  {r['status']:<6} {r['bytes']:>9} B  {r['images']:>2} img  "
+                   f"{r['server']}  {r['path']}")
+    click.echo(f"{len(rows)} upload(s)", err=True)

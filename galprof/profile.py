@@ -110,9 +110,72 @@ def _categories(store: Store, media: list) -> tuple[list[dict], list[dict]]:
     return categories, interests
 
 
+def _locations(media: list) -> list[dict]:
+    from galprof import places
+
+    items = [{"path": m["path"], "lat": m["gps_lat"], "lon": m["gps_lon"],
+              "taken_at": m["taken_at"], "kind": m["kind"]}
+             for m in media if m["gps_lat"] is not None and m["gps_lon"] is not None]
+    return places.summarise(items) if items else []
+
+
+def _locations_group(locations: list[dict], analysed: int) -> dict | None:
+    """The paper's "Locations" high-level group: its subcategories are the cities."""
+    if not locations:
+        return None
+    subs = [{"category": ", ".join(x for x in (loc.get("city"), loc.get("country")) if x),
+             "media": loc["media"], "paths": loc["paths"]} for loc in locations]
+    media = len({p for loc in locations for p in loc["paths"]})
+    return {"group": "Locations", "media": media,
+            "share": round(min(1.0, media / analysed), 4) if analysed else 0.0,
+            "subcategories": subs}
+
+
+def _descriptor(store: Store, media: list, aggregator_path=None) -> dict:
+    """The user descriptor: the paper's attention pooling of the photo features when a
+    trained aggregator is installed (GALPROF_AGGREGATOR or the data dir), else their mean."""
+    import os
+
+    import numpy as np
+
+    from galprof.aggregate import infer
+    from galprof.paths import data_dir
+
+    from galprof.store.db import unpack_arrays
+
+    present = {m["content_hash"] for m in media}
+    feats = []
+    for digest, blob in store.conn.execute(
+            "SELECT content_hash, arrays FROM results WHERE stage = 'scenes' AND arrays IS NOT NULL"):
+        if digest in present:
+            arrays = unpack_arrays(blob)
+            if "features" in arrays:
+                feats.append(arrays["features"])
+    if not feats:
+        return {}
+    path = aggregator_path or os.environ.get("GALPROF_AGGREGATOR") or data_dir() / "aggregator.npz"
+    x = np.stack(feats)
+    if os.path.exists(str(path)):
+        agg = infer.load_aggregator(path)
+        if agg.dim == x.shape[1]:
+            out = agg.describe(x, top=15)
+            out["interests"] = [{"category": c, "probability": round(p, 4)} for c, p in out["interests"]]
+            out.pop("weights")
+            return {**out, "items": len(feats)}
+    out = infer.average_descriptor(x)
+    out.pop("weights")
+    return {**out, "items": len(feats)}
+
+
 def build_profile(store: Store) -> dict:
+    from galprof.people.gallery import profile_sections
+
     media = _present(store)
     categories, interests = _categories(store, media)
+    locations = _locations(media)
+    group = _locations_group(locations, len(media))
+    if group:
+        categories.append(group)
     profile = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -121,7 +184,12 @@ def build_profile(store: Store) -> dict:
         "cameras": _cameras(media),
         "categories": categories,
         "interests": interests,
+        "locations": locations,
+        **profile_sections(store),
+        "descriptor": _descriptor(store, media),
     }
+    private = store.conn.execute("SELECT count(*) FROM media WHERE private = 1").fetchone()[0]
+    profile["gallery"]["private"] = private
     return profile
 
 

@@ -77,8 +77,10 @@ def scan(paths, db_path, frame_step, max_frames, threads, stage_names, object_mo
             summary = _scan_with_bar(store, paths, options, on_problem, console)
         else:
             summary = run_scan(store, list(paths), options, on_problem=on_problem)
+        from galprof.passes import run_gallery_passes
+        passes = run_gallery_passes(store)
     if as_json:
-        print_json(summary.to_dict())
+        print_json({**summary.to_dict(), "passes": passes})
     elif not quiet:
         click.echo(
             f"{summary.photos} photos, {summary.videos} videos under {len(summary.roots)} root(s): "

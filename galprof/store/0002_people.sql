@@ -26,3 +26,10 @@ CREATE TABLE faces (
     UNIQUE (media_id, frame_idx, face_idx)
 );
 CREATE INDEX faces_person ON faces(person_id);
+
+-- Which faces result each media's rows were made from (content hash and stage version),
+-- so the people pass only re-reads what changed.
+CREATE TABLE people_sync (
+    media_id    INTEGER PRIMARY KEY REFERENCES media(id) ON DELETE CASCADE,
+    value       TEXT NOT NULL
+);

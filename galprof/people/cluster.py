@@ -3,7 +3,8 @@
 Pure functions over arrays, so the store can feed them and tests can call them directly:
 features `[N, D]` float32 L2-normalised, one photo id per face, optional age and photo year
 per face. Labels are ints, -1 = unknown. Results are deterministic and do not depend on the
-order of the input (faces are processed in a canonical order: photo id, then feature bytes).
+order of the input (faces are processed in a canonical order: a hash of the feature bytes,
+then the photo id).
 
 Pipeline: distances (cosine + cannot-link + child age penalty) → HDBSCAN (exact matrix up to
 `exact_max_faces`, else similarity partitions clustered exactly one by one) → split any
@@ -50,7 +51,7 @@ def distance_matrix(features: np.ndarray, photo_ids: Sequence[Hashable],
     photos = _photo_codes(photo_ids, n)
     by = birth_years(ages, years, n)
     age = np.full(n, np.nan) if ages is None else np.asarray(ages, dtype=np.float64)
-    return _distances(features.astype(np.float64), photos, by, age, params)
+    return _distances(features, photos, by, age, params)
 
 
 def cluster_faces(features: np.ndarray, photo_ids: Sequence[Hashable],
@@ -71,7 +72,7 @@ def cluster_faces(features: np.ndarray, photo_ids: Sequence[Hashable],
         raise ValueError(f"ages/years must have one value per face ({n})")
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    order = _canonical_order(features, photos)
+    order = _canonical_order(features, photo_ids)
     feats = features[order].astype(np.float32)
     phot = photos[order]
     age = np.full(n, np.nan) if ages is None else np.asarray(ages, np.float64)[order]
@@ -90,7 +91,7 @@ def cluster_faces(features: np.ndarray, photo_ids: Sequence[Hashable],
 
     labels = _split_conflicts(labels, feats, phot)
     labels = _merge_clusters(labels, feats, phot, by, age, params)
-    labels = _attach_noise(labels, feats, phot, age, params)
+    labels = _attach_noise(labels, feats, phot, by, age, params)
     labels = _refine(labels, phot, params.min_faces, params.min_photos)
     labels = _renumber(labels)
     out = np.empty(n, dtype=np.int64)
@@ -176,12 +177,13 @@ def _photo_codes(photo_ids, n: int) -> np.ndarray:
     return np.fromiter((codes.setdefault(p, len(codes)) for p in photo_ids), np.int64, n)
 
 
-def _canonical_order(features: np.ndarray, photos: np.ndarray) -> np.ndarray:
-    """Order by feature bytes: independent of the input order (permuted input, same result)."""
+def _canonical_order(features: np.ndarray, photo_ids) -> np.ndarray:
+    """Order by feature bytes, then photo id: independent of the input order."""
     digests = [hashlib.blake2b(np.ascontiguousarray(row, dtype=np.float32).tobytes(),
                                digest_size=8).digest() for row in features]
     keys = np.frombuffer(b"".join(digests), dtype=">u8")
-    return np.lexsort((np.arange(len(keys)), keys))
+    names = np.array([str(p) for p in photo_ids])
+    return np.lexsort((np.arange(len(keys)), names, keys))
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:
@@ -191,7 +193,8 @@ def _normalise(v: np.ndarray) -> np.ndarray:
 
 def _distances(feats: np.ndarray, photos: np.ndarray, by: np.ndarray, age: np.ndarray,
                params: ClusterParams) -> np.ndarray:
-    dist = 1.0 - feats @ feats.T
+    feats = feats.astype(np.float32, copy=False)
+    dist = 1.0 - (feats @ feats.T).astype(np.float64)
     np.clip(dist, 0.0, 2.0, out=dist)
     child = np.nan_to_num(age, nan=np.inf) < params.child_age
     if child.any():
@@ -208,14 +211,15 @@ def _hdbscan(feats, photos, by, age, min_size: int, params: ClusterParams) -> np
     n = len(feats)
     if n < max(min_size, 2):
         return np.full(n, NOISE, dtype=np.int64)
-    from sklearn.cluster import HDBSCAN  # heavy import, only when clustering
+    import hdbscan  # heavy import, only when clustering
 
-    dist = _distances(feats.astype(np.float64), photos, by, age, params)
+    dist = _distances(feats, photos, by, age, params)
     # Several clusters first: allowing a single one lets the root win over two real people.
     # Only when HDBSCAN finds none is the whole set tried as one person (a one-person input).
     for single in (False, True):
-        model = HDBSCAN(min_cluster_size=min_size, min_samples=min(params.min_samples, n - 1),
-                        metric="precomputed", allow_single_cluster=single, copy=True)
+        model = hdbscan.HDBSCAN(min_cluster_size=min_size,
+                                min_samples=min(params.min_samples, n - 1),
+                                metric="precomputed", allow_single_cluster=single)
         labels = model.fit(dist).labels_.astype(np.int64)
         if labels.max() >= 0:
             break
@@ -230,9 +234,11 @@ def _partitions(feats: np.ndarray, params: ClusterParams) -> list[np.ndarray]:
     along their main axis. No randomness.
     """
     n = len(feats)
-    mean = feats.mean(0, dtype=np.float64)
-    cov = (feats.T.astype(np.float64) @ feats.astype(np.float64)) / n - np.outer(mean, mean)
-    _, vecs = np.linalg.eigh(cov)
+    # The main axes of the library need only a sample of it (evenly spaced, so deterministic).
+    sample = feats[:: max(1, n // 20000)]
+    mean = sample.mean(0, dtype=np.float64)
+    centred = sample - mean.astype(np.float32)
+    _, vecs = np.linalg.eigh((centred.T @ centred).astype(np.float64) / len(sample))
     vecs = vecs[:, ::-1][:, :params.partition_dims]
     vecs *= np.sign(vecs[np.abs(vecs).argmax(0), np.arange(vecs.shape[1])])
     proj = ((feats - mean.astype(np.float32)) @ vecs.astype(np.float32))
@@ -324,6 +330,7 @@ def _merge_clusters(labels, feats, photos, by, age, params: ClusterParams) -> np
         photo_sets[c].add(int(photos[face]))
         if np.isfinite(age[face]):
             ages[c].append(float(age[face]))
+        if np.isfinite(by[face]):
             years[c].append(float(by[face]))
     sims = _normalise(sums) @ _normalise(sums).T
     a_idx, b_idx = np.nonzero(np.triu(sims, 1) >= params.merge_cosine)
@@ -340,7 +347,8 @@ def _merge_clusters(labels, feats, photos, by, age, params: ClusterParams) -> np
         if a == b or photo_sets[a] & photo_sets[b]:
             continue
         sim = float(_normalise(sums[a]) @ _normalise(sums[b]))
-        if ages[a] and ages[b] and min(np.median(ages[a]), np.median(ages[b])) < params.child_age:
+        if (ages[a] and ages[b] and years[a] and years[b]
+                and min(np.median(ages[a]), np.median(ages[b])) < params.child_age):
             sim -= abs(np.median(years[a]) - np.median(years[b])) * params.child_penalty_per_year
         if sim < params.merge_cosine:
             continue
@@ -357,16 +365,24 @@ def _merge_clusters(labels, feats, photos, by, age, params: ClusterParams) -> np
     return out
 
 
-def _attach_noise(labels, feats, photos, age, params: ClusterParams) -> np.ndarray:
+def _attach_noise(labels, feats, photos, by, age, params: ClusterParams) -> np.ndarray:
     """An unknown face joins the cluster whose centroid it matches as well as a re-scanned face
-    would (`assign_cosine`), if that cluster has no face of its photo. Children stay out:
-    their features alone do not tell siblings apart."""
-    noise = np.flatnonzero((labels < 0) & ~(np.nan_to_num(age, nan=np.inf) < params.child_age))
+    would (`assign_cosine`), if that cluster has no face of its photo. Where a child is
+    involved, the birth-year gap to the cluster's median counts as in the distances, and a
+    child without a birth year stays unknown."""
+    noise = np.flatnonzero(labels < 0)
     cents = centroids(feats, labels)
     if not len(noise) or not cents:
         return labels
     ids = np.array(sorted(cents))
     sims = feats[noise].astype(np.float64) @ np.stack([cents[i] for i in ids]).T
+    child_age = np.array([_median(age[labels == i]) for i in ids])
+    child_by = np.array([_median(by[labels == i]) for i in ids])
+    child = (np.nan_to_num(age[noise], nan=np.inf)[:, None] < params.child_age) | \
+        (np.nan_to_num(child_age, nan=np.inf)[None, :] < params.child_age)
+    gap = np.abs(by[noise][:, None] - child_by[None, :])
+    sims = np.where(child, np.where(np.isfinite(gap), sims - gap * params.child_penalty_per_year,
+                                    -np.inf), sims)
     best = sims.argmax(1)
     out = labels.copy()
     taken = {(int(p), int(c)) for p, c in zip(photos[labels >= 0], labels[labels >= 0])}
@@ -377,6 +393,11 @@ def _attach_noise(labels, feats, photos, age, params: ClusterParams) -> np.ndarr
             out[face] = label
             taken.add((int(photos[face]), label))
     return out
+
+
+def _median(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else float("nan")
 
 
 def _refine(labels, photos, min_faces: int, min_photos: int) -> np.ndarray:

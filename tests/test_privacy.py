@@ -86,7 +86,8 @@ def test_a_video_is_public_only_if_every_frame_is(faces_stage, testmedia):
         faces_stage, testmedia / "videos/derived/intel_head-pose-face-detection-male_from_gif.mp4")
     decision = decide(media, payload, False, clustered(payload, None))
     assert decision.private
-    assert decision.reasons[0].startswith("a face over 20% of the image in its central 60% (frames 0,")
+    assert decision.reasons[0].startswith(
+        "a face over 20% of the image in its central 60% (frames 0,")
     # One private frame is enough: keep only the last frame's faces.
     for frame in payload["frames"][:-1]:
         frame["faces"] = []

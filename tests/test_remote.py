@@ -317,3 +317,16 @@ def test_serve_refuses_to_start_without_a_token(monkeypatch):
     monkeypatch.delenv("GALPROF_SERVER_TOKEN", raising=False)
     r = CliRunner().invoke(cli, ["serve"])
     assert r.exit_code == 1 and "no bearer token" in r.output
+
+
+def test_client_refuses_plain_http_beyond_this_machine():
+    from galprof.errors import SetupError
+    from galprof.remote.client import check_url
+
+    with pytest.raises(SetupError, match="unencrypted"):
+        check_url("http://192.168.1.20:8765")
+    assert check_url("https://galprof.example.org/") == "https://galprof.example.org"
+    assert check_url("http://[::1]:8765") == "http://[::1]:8765"
+    assert check_url("http://10.0.0.2:8765", allow_http=True) == "http://10.0.0.2:8765"
+    with pytest.raises(SetupError, match="expected an http"):
+        check_url("ftp://host")

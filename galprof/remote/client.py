@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import ipaddress
+import os
 import random
 import threading
 import time
@@ -117,8 +118,6 @@ def _loopback(host: str) -> bool:
 
 def read_token(token_file: Path | None) -> str:
     """The client's bearer token: from `token_file`, else $GALPROF_REMOTE_TOKEN."""
-    import os
-
     if token_file is not None:
         try:
             token = Path(token_file).read_text().strip()
@@ -149,7 +148,7 @@ def _candidates(store: Store, roots: list[Path] | None) -> list:
         " r.stage IN ('objects', 'scenes') AND r.tier = 'remote') < 2 ORDER BY m.path"
     ).fetchall()
     if roots:
-        wanted = {p for p in store.media_under([Path(r).resolve() for r in roots])}
+        wanted = set(store.media_under([Path(os.path.abspath(r)) for r in roots]))
         rows = [r for r in rows if r["path"] in wanted]
     return rows
 

@@ -129,6 +129,14 @@ def test_tiling_finds_small_faces_the_full_pass_misses(name, faces_in):
     assert min(f.width for f in new) < 40
 
 
+def test_tiles_only_when_the_full_pass_hints_at_small_faces(photo, shared_models):
+    fresh = FaceDetector("blazeface_full", threads=2, models_dir=shared_models)
+    fresh.detect(photo("faces/deepface/img1.jpg").image)        # one large, sure face
+    assert fresh.passes == 1
+    fresh.detect(photo("faces/photoprism/pp_face_18.jpg").image)  # a far face scores 0.38
+    assert fresh.passes > 2
+
+
 def test_no_tiles_for_small_images(detector):
     assert detector.tiles(512, 355) == []
     windows = detector.tiles(1280, 960)

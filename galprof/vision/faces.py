@@ -29,8 +29,9 @@ CODE_REVISION = 1
 class FaceTunables:
     """Every threshold of the face branch, with why it has its value.
 
-    Sizes are in pixels of the image given to the detector, except where the name says
-    "original" (pixels of the original photo or video frame).
+    Sizes are in pixels of the image given to the detector (the analysis frame),
+    except where the name says "original" (pixels of the original photo or video
+    frame) or "side" at the detector input (of 192 px).
     """
 
     # BlazeFace's own operating point; the hard negatives (cat, dog with sunglasses,
@@ -39,13 +40,14 @@ class FaceTunables:
     # MediaPipe's value: neighbouring anchors of one face overlap above 0.3.
     nms_iou: float = 0.3
     # Tiling. BlazeFace sees the photo at 192 px and misses faces under about 10 px
-    # there (about 65 px on a 1280 px frame). A grid of tile_grid tiles across the
-    # short side (more along the long side, same square size) shows each tile at
-    # ~2x the full pass, so faces down to ~30 px of a 1280 px frame are found, which
-    # is about where identity stops being usable anyway (min_identity_side_original).
-    # Neighbouring tiles share tile_overlap of their side, so a face cut by one tile
-    # is whole in the next; a tile detection touching an inner tile edge is dropped.
-    # 3 tiles across found no more faces on the test set and cost 2x (bench/faces_quality.py).
+    # there (about 65 px on a 1280 px frame). A grid of tile_grid square tiles across
+    # the short side (as many as needed along the long side) shows a 4:3 photo's
+    # faces 2.3x larger than the full pass, so faces down to ~30 px of a 1280 px
+    # frame are found. Neighbouring tiles share tile_overlap of their side, so a face
+    # cut by one tile is whole in the next; a tile detection touching an inner tile
+    # edge is dropped. On the test set (bench/faces_quality.py) 2 tiles across found
+    # 2 more faces than none (106 against 104 of 112); 3 across found no more at
+    # twice the passes.
     tile_grid: int = 2
     tile_overlap: float = 0.25
     # Tiles multiply the looks at each region (5-7 passes instead of one), and with
@@ -53,8 +55,16 @@ class FaceTunables:
     # tile-only false positives seen (fur, hair, a letter on a sign) scored 0.54-0.66,
     # the small real faces 0.81-0.86.
     tile_min_score: float = 0.7
-    # No tiles when the short side is under this: the full pass already sees such an
-    # image at >= 1/2 scale and tiles found nothing more there.
+    # Tiles only when the full pass hints at faces it cannot resolve: an unsure
+    # candidate (score between tile_hint_score and min_score, away from the faces
+    # found) or a found face under tile_hint_side px at the detector input. The small
+    # faces tiling found on the test set all scored 0.38-0.5 in the full pass; with
+    # this rule 1.7 passes a photo found the same faces as tiling every photo (7.3).
+    # A small face leaving no trace at all is missed: the price of 4x less time.
+    tile_hint_score: float = 0.2
+    tile_hint_side: float = 16.0
+    # No tiles when the short side is under this: the tiles would be under ~220 px,
+    # hardly downscaled at all, and the faces they could add are ~10 px in the photo.
     tile_min_short_side: int = 384
     # A tile detection this close (fraction of the tile side) to an inner tile edge
     # is a cut face.
@@ -148,6 +158,7 @@ class FaceDetector(Model):
         cells = (np.arange(self.GRID, dtype=np.float32) + 0.5) / self.GRID
         ax, ay = np.meshgrid(cells, cells)
         self._anchors = np.stack([ax.ravel(), ay.ravel()], axis=1)   # row-major, x fastest
+        self.passes = 0      # network calls made by detect(), for benchmarks
 
     @property
     def input_size(self) -> int:
@@ -191,30 +202,48 @@ class FaceDetector(Model):
         tensor = transforms.normalise_minus_one_to_one(canvas)[None]
         return [tensor], (scale, ox - x1 * scale, oy - y1 * scale)
 
-    def _detect_region(self, picture: Image.Image, window) -> list[FaceBox]:
+    def _detect_region(self, picture: Image.Image, window, hints: bool = False):
+        """Faces of one region; with `hints`, also whether the pass saw an unsure
+        face-like candidate (see FaceTunables.tile_hint_score)."""
         feeds, context = self._letterbox(picture, window)
-        return self._postprocess(self.session.run(feeds), context)
+        outputs = self.session.run(feeds)
+        self.passes += 1
+        faces = self._postprocess(outputs, context)
+        if not hints:
+            return faces
+        t = self.tunables
+        boxes, scores, _ = self._decode(outputs, context, t.tile_hint_score)
+        unsure = boxes[scores < t.min_score]
+        if len(faces) and len(unsure):
+            known = np.array([f.box for f in faces])
+            unsure = [b for b in unsure if transforms.iou(b, known).max() <= t.nms_iou]
+        scale = context[0]
+        small = any(min(f.width, f.height) * scale < t.tile_hint_side for f in faces)
+        return faces, bool(len(unsure)) or small
 
-    def _postprocess(self, outputs: dict[str, np.ndarray], context) -> list[FaceBox]:
+    def _decode(self, outputs: dict[str, np.ndarray], context, threshold: float):
+        """Boxes (N, 4), scores (N,) and keypoints (N, 6, 2) of the anchors scoring at
+        least `threshold`, in picture pixels, before NMS."""
         scale, ox, oy = context
         size = self.input_size
         logits = outputs[self.spec.output["classifiers"]].reshape(-1)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
-        keep = np.flatnonzero(scores >= self.tunables.min_score)
-        if keep.size == 0:
-            return []
+        keep = np.flatnonzero(scores >= threshold)
         raw = outputs[self.spec.output["regressors"]].reshape(-1, self.VALUES)[keep]
         anchors = self._anchors[keep] * size       # anchor centres in input pixels
         centres = raw[:, 0:2] + anchors
         half = raw[:, 2:4] / 2
         boxes = np.concatenate([centres - half, centres + half], axis=1)
         points = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
-        boxes, merged, points = transforms.weighted_nms(boxes, scores[keep],
-                                                        self.tunables.nms_iou, points)
-        # letterbox pixels back to image pixels
+        # letterbox pixels back to picture pixels
         offset = np.array([ox, oy], np.float32)
-        boxes = (boxes - np.tile(offset, 2)) / scale
-        points = (points - offset) / scale
+        return (boxes - np.tile(offset, 2)) / scale, scores[keep], (points - offset) / scale
+
+    def _postprocess(self, outputs: dict[str, np.ndarray], context) -> list[FaceBox]:
+        boxes, scores, points = self._decode(outputs, context, self.tunables.min_score)
+        if len(scores) == 0:
+            return []
+        boxes, merged, points = transforms.weighted_nms(boxes, scores, self.tunables.nms_iou, points)
         return [FaceBox(tuple(float(v) for v in b), float(s), [(float(x), float(y)) for x, y in p])
                 for b, s, p in zip(boxes, merged, points)]
 
@@ -239,15 +268,17 @@ class FaceDetector(Model):
     def detect(self, image: np.ndarray, tile: bool = True) -> list[FaceBox]:
         """Faces of an RGB uint8 image, highest score first, in the image's pixels.
 
-        With `tile`, large images are also searched tile by tile (see FaceTunables) and
-        the detections merged by NMS.
+        With `tile`, an image whose full pass hints at small faces is also searched
+        tile by tile (see FaceTunables) and the detections merged by NMS.
         """
         self.load()
         picture = Image.fromarray(image)
         if picture.mode != "RGB":
             picture = picture.convert("RGB")
-        found = self._detect_region(picture, None)
-        windows = self.tiles(picture.width, picture.height) if tile else []
+        if not tile:
+            return self._detect_region(picture, None)
+        found, hinted = self._detect_region(picture, None, hints=True)
+        windows = self.tiles(picture.width, picture.height) if hinted else []
         if not windows:
             return found
         w, h = picture.size

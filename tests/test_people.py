@@ -168,6 +168,16 @@ def test_partitioned_path_for_large_libraries(faces, labels):
         assert len(on) == len(set(on.tolist()))
 
 
+def test_strangers_are_not_a_person(faces):
+    """One face each of every labelled identity: nobody is seen twice, so nobody is a person."""
+    truth = faces["truth"]
+    one_each = [np.flatnonzero(truth == name)[0] for name in sorted(set(truth) - {""})]
+    labels = cluster_faces(faces["features"][one_each], faces["file"][one_each])
+    assert len(one_each) >= 15 and (labels == -1).all(), labels
+    orthogonal = np.eye(4, 8, dtype=np.float32)
+    assert cluster_faces(orthogonal, ["a", "b", "c", "d"]).tolist() == [-1, -1, -1, -1]
+
+
 def test_refinement_needs_two_photos():
     rng = np.random.default_rng(3)
     base = rng.standard_normal(16)

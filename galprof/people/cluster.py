@@ -9,8 +9,8 @@ then the photo id).
 Pipeline: distances (cosine + cannot-link + child age penalty) → HDBSCAN (exact matrix up to
 `exact_max_faces`, else similarity partitions clustered exactly one by one) → split any
 cluster holding two faces of one photo → merge clusters with close centroids that never
-share a photo → unknown adult faces join a cluster whose centroid they match as closely as
-`assign_new` requires → refinement (>= `min_faces` faces from >= `min_photos` photos) → labels
+share a photo → faces far from the rest of their cluster become unknown → unknown faces
+join a cluster whose centroid they match as closely as `assign_new` requires → refinement (>= `min_faces` faces from >= `min_photos` photos) → labels
 numbered by their first face in canonical order.
 """
 
@@ -36,10 +36,14 @@ def birth_years(ages: np.ndarray | None, years: np.ndarray | None, n: int) -> np
     """Photo year minus estimated age; NaN where unknown. Without years, -age (same day)."""
     if ages is None:
         return np.full(n, np.nan)
-    ages = np.asarray(ages, dtype=np.float64)
     if years is None:
-        return -ages
-    return np.asarray(years, dtype=np.float64) - ages
+        return -_floats(ages)
+    return _floats(years) - _floats(ages)
+
+
+def _floats(values) -> np.ndarray:
+    """Floats with None as NaN (store columns may be NULL)."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def distance_matrix(features: np.ndarray, photo_ids: Sequence[Hashable],
@@ -50,7 +54,7 @@ def distance_matrix(features: np.ndarray, photo_ids: Sequence[Hashable],
     n = len(features)
     photos = _photo_codes(photo_ids, n)
     by = birth_years(ages, years, n)
-    age = np.full(n, np.nan) if ages is None else np.asarray(ages, dtype=np.float64)
+    age = np.full(n, np.nan) if ages is None else _floats(ages)
     return _distances(features, photos, by, age, params)
 
 
@@ -75,7 +79,7 @@ def cluster_faces(features: np.ndarray, photo_ids: Sequence[Hashable],
     order = _canonical_order(features, photo_ids)
     feats = features[order].astype(np.float32)
     phot = photos[order]
-    age = np.full(n, np.nan) if ages is None else np.asarray(ages, np.float64)[order]
+    age = np.full(n, np.nan) if ages is None else _floats(ages)[order]
     by = birth_years(ages, years, n)[order]
     min_size = params.min_cluster_size or auto_min_cluster_size(n)
 
@@ -91,6 +95,7 @@ def cluster_faces(features: np.ndarray, photo_ids: Sequence[Hashable],
 
     labels = _split_conflicts(labels, feats, phot)
     labels = _merge_clusters(labels, feats, phot, by, age, params)
+    labels = _prune_loose(labels, feats, params.member_cosine)
     labels = _attach_noise(labels, feats, phot, by, age, params)
     labels = _refine(labels, phot, params.min_faces, params.min_photos)
     labels = _renumber(labels)
@@ -362,6 +367,28 @@ def _merge_clusters(labels, feats, photos, by, age, params: ClusterParams) -> np
     mask = labels >= 0
     roots = np.array([root(i) for i in range(k)])
     out[mask] = ids[roots[np.searchsorted(ids, labels[mask])]]
+    return out
+
+
+def _prune_loose(labels, feats, floor: float) -> np.ndarray:
+    """Faces whose mean cosine to the other faces of their cluster is below `floor` become
+    unknown, the worst first, one at a time: HDBSCAN always groups something, even strangers
+    (their features share a common direction, so their centroid looks close to each)."""
+    out = labels.copy()
+    for label in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == label)
+        vecs = feats[members].astype(np.float64)
+        total = vecs.sum(0)
+        alive = np.ones(len(members), bool)
+        while alive.sum() >= 2:
+            mean = (vecs @ total - 1.0) / (alive.sum() - 1)
+            mean[~alive] = np.inf
+            worst = int(np.argmin(mean))
+            if mean[worst] >= floor:
+                break
+            alive[worst] = False
+            total -= vecs[worst]
+        out[members[~alive]] = NOISE
     return out
 
 

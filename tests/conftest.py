@@ -13,6 +13,17 @@ TESTMEDIA = SHARED / "testmedia"
 SHARED_MODELS = SHARED / "models"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_env(tmp_path_factory):
+    """Module- and session-scoped fixtures run before the per-test one below: give them the
+    same models and a throw-away data dir too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GALPROF_MODELS", os.environ.get("GALPROF_TEST_MODELS", str(SHARED_MODELS)))
+        mp.setenv("GALPROF_HOME", str(tmp_path_factory.mktemp("session-home")))
+        mp.delenv("GALPROF_DB", raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
     """Every test gets its own data dir and database; models come from ../shared/models."""

@@ -10,8 +10,9 @@ Pipeline: distances (cosine + cannot-link + child age penalty) → HDBSCAN (exac
 `exact_max_faces`, else similarity partitions clustered exactly one by one) → split any
 cluster holding two faces of one photo → merge clusters with close centroids that never
 share a photo → faces far from the rest of their cluster become unknown → unknown faces
-join a cluster whose centroid they match as closely as `assign_new` requires → refinement (>= `min_faces` faces from >= `min_photos` photos) → labels
-numbered by their first face in canonical order.
+join a cluster whose centroid they match as closely as `assign_new` requires → refinement
+(>= `min_faces` faces from >= `min_photos` photos) → labels numbered by their first face in
+canonical order.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 Synthetic library: 500 identities with a Zipf-like number of faces each, plus singletons
 (strangers seen once). Identity centres share a common direction, as HSE features do:
 faces of different people sit near cosine 0.41 and faces of one person near 0.70, the
-means measured on testmedia/faces; faces are centre + Gaussian noise. Faces are grouped into photos of 1-3 faces, never two of one identity.
-Prints wall and CPU time, peak RSS (resource.getrusage) and BCubed against the truth.
+means measured on testmedia/faces; faces are centre + Gaussian noise. Faces are grouped
+into photos of 1-3 faces, never two of one identity. Prints wall and CPU time, peak RSS
+(resource.getrusage) and BCubed against the truth. Isotropic noise has no heavy tail, so
+the synthetic BCubed says little about quality: bench/cluster_quality.py does.
 
     python bench/cluster_scale.py [--faces 50000] [--identities 500] [--singletons 5000]
 """

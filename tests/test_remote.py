@@ -64,7 +64,7 @@ class Server:
             self.proc.wait(10)
 
 
-def start_server(folder: Path) -> Server:
+def start_server(folder: Path, tls: tuple[Path, Path] | None = None) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     token_file = folder / "token"
@@ -76,20 +76,27 @@ def start_server(folder: Path) -> Server:
     err = open(folder / "server.err", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "galprof", "serve", "--port", str(port), "--token-file",
-         str(token_file), "--request-log", str(log), "--threads", "1", "--log-level", "warning"],
+         str(token_file), "--request-log", str(log), "--threads", "1", "--log-level", "warning"]
+        + (["--cert", str(tls[0]), "--key", str(tls[1])] if tls else []),
         env=env, stdout=err, stderr=subprocess.STDOUT)
-    server = Server(proc, f"http://127.0.0.1:{port}", token, log)
+    server = Server(proc, f"{'https' if tls else 'http'}://127.0.0.1:{port}", token, log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail("server exited: " + (folder / "server.err").read_text()[-2000:])
         try:
-            if httpx.get(server.url + "/health", timeout=1).status_code == 200:
+            if httpx.get(server.url + "/health", timeout=1,
+                         verify=_ca(tls[0]) if tls else True).status_code == 200:
                 return server
         except httpx.HTTPError:
             time.sleep(0.2)
     server.stop()
     pytest.fail("server did not become healthy in 60 s")
+
+
+def _ca(cert: Path):
+    import ssl
+    return ssl.create_default_context(cafile=str(cert))
 
 
 @pytest.fixture(scope="module")
@@ -330,3 +337,27 @@ def test_client_refuses_plain_http_beyond_this_machine():
     assert check_url("http://10.0.0.2:8765", allow_http=True) == "http://10.0.0.2:8765"
     with pytest.raises(SetupError, match="expected an http"):
         check_url("ftp://host")
+
+
+def test_tls_with_cert_and_key(gallery, tmp_path):
+    """`serve --cert/--key` speaks https; the client verifies it against the given CA."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a throwaway certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    secure = start_server(tmp_path / "tls", tls=(cert, key))
+    try:
+        store = copy_store(gallery, tmp_path)
+        summary, warnings = _run(store, secure.url, secure.token, roots=[
+            Path(gallery.paths["scenes/skimage_coffee.png"])], verify=cert)
+        assert summary.upgraded == 1 and warnings == []
+        assert privacy.uploads(store)[0]["server"] == secure.url
+        # Without the CA the certificate is refused: the scan's results stay on the device.
+        _, warnings = _run(store, secure.url, secure.token, roots=[
+            Path(gallery.paths["scenes/tfod_image10.jpg"])], retries=0)
+        assert len(warnings) == 1 and "certificate is not trusted" in warnings[0]
+        store.close()
+    finally:
+        secure.stop()

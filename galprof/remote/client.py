@@ -165,7 +165,7 @@ def offload(store: Store, url: str, token: str, roots: list[Path] | None = None,
             timeout: float = TIMEOUT, retries: int = RETRIES, backoff: float = BACKOFF,
             frame_step: int = 5, max_frames: int = 40,
             thresholds: privacy.PrivacyThresholds = privacy.DEFAULT_THRESHOLDS,
-            allow_http: bool = False, verify: bool | str = True,
+            allow_http: bool = False, verify: bool | str | Path = True,
             on_warning: Callable[[str], None] | None = None,
             on_item: Callable[[str, str], None] | None = None) -> OffloadSummary:
     """Upgrade the objects/scenes results of public items under `roots` (all when None)
@@ -190,6 +190,9 @@ def offload(store: Store, url: str, token: str, roots: list[Path] | None = None,
         summary.candidates = len(rows)
         if not rows:
             return summary
+        if isinstance(verify, (str, Path)):       # a CA bundle, e.g. a self-signed cert
+            import ssl
+            verify = ssl.create_default_context(cafile=str(verify))
         client = httpx.Client(
             base_url=url, verify=verify, headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)))
@@ -223,6 +226,9 @@ def _get_health(client, retries: int, backoff: float) -> None:
             reason = f"health check answered {r.status_code}"
         except httpx.HTTPError as e:
             reason = f"server unreachable ({type(e).__name__})"
+            if "CERTIFICATE_VERIFY_FAILED" in str(e):
+                reason = "the server's TLS certificate is not trusted (give its CA to verify)"
+                break
         if attempt < retries:
             _sleep(backoff, attempt)
     raise _Stop(reason)

@@ -222,22 +222,26 @@ def apply_privacy(store: Store, thresholds: PrivacyThresholds = DEFAULT_THRESHOL
     marked_paths = {r[0] for r in conn.execute("SELECT path FROM private_marks")}
     marked_hashes = {r[0] for r in conn.execute(
         "SELECT content_hash FROM private_marks WHERE content_hash IS NOT NULL")}
-    payloads = {r[0]: json.loads(r[1]) for r in conn.execute(
-        "SELECT content_hash, payload FROM results WHERE stage = 'faces'")}
     persons: dict[int, dict] = {}
     for media_id, frame_idx, face_idx, person in conn.execute(
             "SELECT media_id, frame_idx, face_idx, person_id FROM faces"):
         persons.setdefault(media_id, {})[(frame_idx, face_idx)] = person
     counts = {"private": 0, "public": 0}
+    decided = []
+    # One streaming pass (payloads are not all held in memory), then one write.
+    for row in conn.execute(
+            "SELECT m.id, m.path, m.content_hash, m.kind, m.width, m.height, r.payload "
+            "FROM media m LEFT JOIN results r ON r.content_hash = m.content_hash "
+            "AND r.stage = 'faces' WHERE m.status != 'failed' AND m.kind IS NOT NULL"):
+        people = People(clustered=row["id"] in persons, persons=persons.get(row["id"], {}),
+                        items=items, names=names)
+        marked = row["path"] in marked_paths or row["content_hash"] in marked_hashes
+        payload = json.loads(row["payload"]) if row["payload"] else None
+        decision = decide(row, payload, marked, people, thresholds)
+        decided.append((int(decision.private), "\n".join(decision.reasons), row["id"]))
+        counts["private" if decision.private else "public"] += 1
     with _in_transaction(store):
-        for row in conn.execute("SELECT id, path, content_hash, kind, width, height FROM media "
-                                "WHERE status != 'failed' AND kind IS NOT NULL").fetchall():
-            people = People(clustered=row["id"] in persons, persons=persons.get(row["id"], {}),
-                            items=items, names=names)
-            marked = row["path"] in marked_paths or row["content_hash"] in marked_hashes
-            decision = decide(row, payloads.get(row["content_hash"]), marked, people, thresholds)
-            _save(store, row["id"], decision)
-            counts["private" if decision.private else "public"] += 1
+        conn.executemany("UPDATE media SET private = ?, private_reason = ? WHERE id = ?", decided)
     return counts
 
 

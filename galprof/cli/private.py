@@ -75,6 +75,7 @@ def list_cmd(db_path, as_json):
     from galprof.store import open_store
 
     with open_store(resolve_db(db_path), create=False) as store:
+        privacy.apply_privacy(store)        # decide again: people or marks may have changed
         items = privacy.list_private(store)
     if as_json:
         print_json(items)

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from galprof import privacy
 from galprof.errors import MediaError, SetupError
-from galprof.remote import API_PREFIX, ITEM_HEADER
+from galprof.remote import API_PREFIX, ITEM_HEADER, MAX_BATCH_IMAGES
 from galprof.store.db import Store, content_hash, now
 
 # Long side of what is sent: enough for the server's tiles to find small objects
@@ -297,6 +297,9 @@ def _upload(client, job: _Job, long_side: int, frame_step: int, max_frames: int,
     if not frames:
         out.skipped = "no frame that the faces stage checked"
         return out
+    if len(frames) > MAX_BATCH_IMAGES:       # the server's cap: an evenly spaced subset
+        step = len(frames) / MAX_BATCH_IMAGES
+        frames = [frames[int(i * step)] for i in range(MAX_BATCH_IMAGES)]
     blobs = [encode_jpeg(f.image) for f in frames]
     out.scales = {f.index: f.scale for f in frames}
     out.images, out.bytes = len(blobs), sum(len(b) for b in blobs)

@@ -81,7 +81,8 @@ class People:
     """What the people pass knows about one media item's faces."""
 
     clustered: bool = False                                     # faces materialised for it
-    # (frame index, face position in the frame's payload) -> person id (None: unassigned)
+    # (frame index, face position in the frame's payload) -> person id (None: unassigned);
+    # for a video: (first frame of the face track, track id) -> person id
     persons: dict[tuple[int, int], int | None] = field(default_factory=dict)
     items: dict[int, int] = field(default_factory=dict)         # person -> media items seen in
     names: dict[int, str] = field(default_factory=dict)         # person -> name (named ones)
@@ -126,7 +127,12 @@ def decide(media: Mapping, faces_payload: dict | None, marked: bool, people: Peo
                         f"{t.central_region:.0%}", index)
                 if not face.get("identity"):
                     continue
-                key = (index, k) if (index, k) in people.persons else (position, k)
+                if face.get("track") is not None:
+                    # the people pass keeps one row per video face track:
+                    # (first frame of the track, track id)
+                    key = next((fk for fk in people.persons if fk[1] == face["track"]), None)
+                else:
+                    key = (index, k) if (index, k) in people.persons else (position, k)
                 if not people.clustered or key not in people.persons:
                     add("a recognisable face of a person not clustered yet (private until "
                         "the people pass has grouped the faces)", index)

@@ -175,3 +175,37 @@ def test_marks_survive_rescans_and_moves(faces_stage, testmedia, tmp_path):
 
     r = run("private", "mark", str(root / "missing.jpg"))
     assert r.exit_code == 1 and "missing.jpg: no such file" in r.output
+
+
+def test_video_face_tracks_map_to_their_people(faces_stage, testmedia, tmp_path):
+    """The people pass keeps one faces row per video track; a named person in any frame
+    makes the video private."""
+    from galprof.passes import run_gallery_passes
+
+    root = tmp_path / "g"
+    root.mkdir()
+    video = root / "clip.mp4"
+    shutil.copyfile(testmedia / "videos/derived/intel_head-pose-face-detection-male_from_gif.mp4", video)
+    for name in ("obama.jpg", "obama1.jpg"):
+        shutil.copyfile(testmedia / "faces/face_recognition" / name, root / name)
+    store = open_store(tmp_path / "g.db")
+    scan(store, [root], ScanOptions(stages=[faces_stage], max_frames=6))
+    run_gallery_passes(store)
+    row = store.media_by_path(str(video))
+    tracks = store.conn.execute("SELECT frame_idx, face_idx, track FROM faces WHERE media_id = ?",
+                                (row["id"],)).fetchall()
+    assert tracks and all(r["face_idx"] == r["track"] for r in tracks)
+    person = store.conn.execute("SELECT person_id FROM faces WHERE media_id = ? AND person_id "
+                                "IS NOT NULL", (row["id"],)).fetchone()
+    if person is None:      # the clip's man met no one else: give his track a person by hand
+        pid = store.conn.execute("INSERT INTO people (created_at) VALUES ('now')").lastrowid
+        store.conn.execute("UPDATE faces SET person_id = ? WHERE media_id = ?", (pid, row["id"]))
+    else:
+        pid = person[0]
+    store.conn.execute("UPDATE people SET name = 'Max' WHERE id = ?", (pid,))
+    relaxed = PrivacyThresholds(face_fraction=0.9)
+    decision = privacy.decide_for(store, row, relaxed)     # the size rule out of the way
+    assert decision.private
+    assert any("a face of Max (a named person)" in r for r in decision.reasons)
+    # every frame's face is found through its track, none is "not clustered yet"
+    assert not any("not clustered" in r for r in decision.reasons), decision.reasons

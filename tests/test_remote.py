@@ -361,3 +361,30 @@ def test_tls_with_cert_and_key(gallery, tmp_path):
         store.close()
     finally:
         secure.stop()
+
+
+def test_scan_cli_with_remote(server, testmedia, tmp_path):
+    """`galprof scan --remote URL --token-file F`: device scan, people and privacy passes,
+    then only the public photo goes to the server."""
+    root = tmp_path / "DCIM"
+    root.mkdir()
+    shutil.copyfile(testmedia / "scenes/coral_kite_and_cold.jpg", root / "kites.jpg")
+    shutil.copyfile(testmedia / "faces/face_recognition/obama.jpg", root / "portrait.jpg")
+    token_file = tmp_path / "token"
+    token_file.write_text(server.token)
+    before = len(server.entries())
+    from galprof.cli import cli
+    r = CliRunner().invoke(cli, ["scan", str(root), "--db", str(tmp_path / "g.db"), "--json",
+                                 "--remote", server.url, "--token-file", str(token_file),
+                                 "--frame-step", str(FRAME_STEP), "--max-frames", str(MAX_FRAMES)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["passes"]["privacy"] == {"private": 1, "public": 1}
+    assert out["passes"]["remote"]["upgraded"] == 1 and out["passes"]["remote"]["images"] == 1
+    assert len(server.entries()) == before + 1
+    with open_store(tmp_path / "g.db") as store:
+        assert _tiers(store, str(root / "kites.jpg"))["objects"] == "remote"
+        assert _tiers(store, str(root / "portrait.jpg"))["objects"] == "device"
+    r = CliRunner().invoke(cli, ["scan", str(root), "--db", str(tmp_path / "g.db"),
+                                 "--remote", "http://example.org:9", "--token-file", str(token_file)])
+    assert r.exit_code == 1 and "http" in r.output

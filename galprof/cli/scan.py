@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -38,11 +39,15 @@ def _stage_list(ctx, param, value: str) -> list[str]:
               help="Comma-separated analysis stages to run, or 'none' for metadata and pixels only.")
 @click.option("--object-model", default=None, help="Object detector model id (see `galprof models list`).")
 @click.option("--scene-model", default=None, help="Scene classifier model id, e.g. efficientnet_lite0.")
+@click.option("--remote", "remote_url", metavar="URL", default=None,
+              help="After the device scan, send public photos to this `galprof serve` (docs/remote.md).")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Bearer token for --remote (default: $GALPROF_REMOTE_TOKEN).")
 @quiet_option
 @json_option
 @library_errors
 def scan(paths, db_path, frame_step, max_frames, threads, stage_names, object_model,
-         scene_model, quiet, as_json):
+         scene_model, remote_url, token_file, quiet, as_json):
     """Scan photo/video folders (or files) into the database.
 
     Only new and changed files are read again; moved files keep their results and
@@ -54,12 +59,18 @@ def scan(paths, db_path, frame_step, max_frames, threads, stage_names, object_mo
         galprof scan ~/DCIM
         galprof scan /sdcard/DCIM /sdcard/Pictures --quiet      # from cron
         galprof scan ~/Pictures --json > summary.json
+        galprof scan ~/DCIM --remote https://gpu.example.org --token-file ~/.galprof-token
     """
     from galprof.scan import ScanOptions, scan as run_scan
     from galprof.stages import build_stages
     from galprof.store import open_store
 
     console = err_console()
+    token = None
+    if remote_url:
+        from galprof.remote.client import check_url, read_token
+        remote_url = check_url(remote_url)      # mistakes fail before the scan, not after
+        token = read_token(token_file)
     models = {"objects": object_model, "scenes": scene_model}
     stages = build_stages(stage_names, threads=threads, models=models)
     for stage in stages:
@@ -79,6 +90,13 @@ def scan(paths, db_path, frame_step, max_frames, threads, stage_names, object_mo
             summary = run_scan(store, list(paths), options, on_problem=on_problem)
         from galprof.passes import run_gallery_passes
         passes = run_gallery_passes(store)
+        if remote_url:
+            from galprof.remote.client import offload
+            remote = offload(store, remote_url, token, roots=list(paths), frame_step=frame_step,
+                             max_frames=max_frames,
+                             on_warning=lambda text: console.print(f"warning: {text}", markup=False,
+                                                                   highlight=False))
+            passes["remote"] = dataclasses.asdict(remote)
     if as_json:
         print_json({**summary.to_dict(), "passes": passes})
     elif not quiet:

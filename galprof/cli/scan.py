@@ -89,7 +89,9 @@ def scan(paths, db_path, frame_step, max_frames, threads, stage_names, object_mo
         else:
             summary = run_scan(store, list(paths), options, on_problem=on_problem)
         from galprof.passes import run_gallery_passes
-        passes = run_gallery_passes(store)
+        changed = summary.new + summary.changed + summary.moved + summary.removed + summary.analysed
+        # The passes are functions of the store: a scan that changed nothing needs none.
+        passes = run_gallery_passes(store) if changed else {}
         if remote_url:
             from galprof.remote.client import offload
             remote = offload(store, remote_url, token, roots=list(paths), frame_step=frame_step,

@@ -1,7 +1,6 @@
 """Decoding: draft mode, orientation, video sampling and rotation, and bad input."""
 
 import csv
-import io
 
 import numpy as np
 import pytest

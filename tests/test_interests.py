@@ -1,7 +1,6 @@
 """Clear cases on real photos: the scan's objects and scenes, through the taxonomy, land
 in the right high-level groups (issue: on-device objects, scenes and interests)."""
 
-from pathlib import Path
 
 import jsonschema
 import pytest

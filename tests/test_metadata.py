@@ -4,7 +4,6 @@ import math
 
 import av
 import pytest
-from PIL import Image
 
 from galprof.gallery.frames import decode_photo, read_metadata
 from galprof.gallery.metadata import Metadata, exif_from_bytes, parse_iso6709, valid_gps, video_metadata

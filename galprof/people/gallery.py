@@ -22,7 +22,7 @@ import numpy as np
 from galprof.people import cluster as clustering
 from galprof.people.relations import (Demography, Owner, Person, Relation, demography,
                                       find_owner, relations, summarise_people)
-from galprof.people.params import CLUSTER, RELATIONS
+from galprof.people.params import RELATIONS
 from galprof.store.db import Store, now, unpack_arrays
 
 FEATURE_DIM = 1024

@@ -20,3 +20,28 @@ MAX_BATCH_IMAGES = 64
 # of the media item (so the server's request log can be checked against the client's).
 ITEM_HEADER = "X-Galprof-Item"
 API_PREFIX = "/v1"
+
+
+def read_token(token_file, env_var: str, min_length: int = 1) -> str:
+    """A bearer token from `token_file`, else from $env_var; SetupError naming the fix."""
+    import os
+    from pathlib import Path
+
+    from galprof.errors import SetupError
+
+    if token_file is not None:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as e:
+            raise SetupError(f"cannot read token file {token_file}: {e.strerror}") from None
+        source = str(token_file)
+    else:
+        token = os.environ.get(env_var, "").strip()
+        source = f"${env_var}"
+    if not token:
+        raise SetupError(f"no bearer token: {source} is empty or unset (pass --token-file or set "
+                         f"${env_var}; make one with `python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(32))' > token`)")
+    if len(token) < min_length:
+        raise SetupError(f"the token in {source} is too short (at least {min_length} characters)")
+    return token

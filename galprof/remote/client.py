@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from galprof import privacy
 from galprof.errors import MediaError, SetupError
+from galprof import remote
 from galprof.remote import API_PREFIX, ITEM_HEADER, MAX_BATCH_IMAGES
 from galprof.store.db import Store, content_hash, now
 
@@ -118,17 +119,7 @@ def _loopback(host: str) -> bool:
 
 def read_token(token_file: Path | None) -> str:
     """The client's bearer token: from `token_file`, else $GALPROF_REMOTE_TOKEN."""
-    if token_file is not None:
-        try:
-            token = Path(token_file).read_text().strip()
-        except OSError as e:
-            raise SetupError(f"cannot read token file {token_file}: {e.strerror}") from None
-    else:
-        token = os.environ.get("GALPROF_REMOTE_TOKEN", "").strip()
-    if not token:
-        raise SetupError("no token for the remote tier: pass --token-file or set "
-                         "$GALPROF_REMOTE_TOKEN")
-    return token
+    return remote.read_token(token_file, "GALPROF_REMOTE_TOKEN")
 
 
 def encode_jpeg(image, quality: int = JPEG_QUALITY) -> bytes:

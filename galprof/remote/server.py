@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from galprof import remote
 from galprof.errors import ModelMismatch, SetupError
 from galprof.remote import API_PREFIX, ITEM_HEADER, MAX_BATCH_IMAGES, MAX_BODY_BYTES, MAX_PIXELS
 
@@ -167,23 +168,8 @@ class ServerSettings:
 
 
 def read_token(token_file: Path | None) -> str:
-    """The bearer token from `token_file`, else from $GALPROF_SERVER_TOKEN; SetupError if none."""
-    if token_file is not None:
-        try:
-            token = Path(token_file).read_text().strip()
-        except OSError as e:
-            raise SetupError(f"cannot read token file {token_file}: {e.strerror}") from None
-        source = str(token_file)
-    else:
-        token = os.environ.get(ENV_TOKEN, "").strip()
-        source = f"${ENV_TOKEN}"
-    if not token:
-        raise SetupError(f"no bearer token: {source} is empty or unset "
-                         "(generate one, e.g. `python -c 'import secrets; "
-                         "print(secrets.token_urlsafe(32))' > token`)")
-    if len(token) < 16:
-        raise SetupError(f"the token in {source} is too short (at least 16 characters)")
-    return token
+    """The server's bearer token from `token_file`, else from $GALPROF_SERVER_TOKEN."""
+    return remote.read_token(token_file, ENV_TOKEN, min_length=16)
 
 
 class _BodyLimit:

@@ -167,10 +167,10 @@ def main():
         print(f"\n{'cores':>5} {'ours photos/s':>22} {'dlib HOG photos/s':>18} {'ratio':>6} "
               f"{'faces ours':>10} {'faces dlib':>10}")
         print(f"{'':>5} {'threads':>10} {'processes':>11}")
-        for n, threaded, procs, theirs_rate, ratio, faces, dlib_faces, _ in rows:
+        for n, threaded, procs, theirs_rate, ratio, n_faces, dlib_faces, _ in rows:
             procs_text = f"{procs:.2f}" if procs else "-"
             print(f"{n:>5} {threaded:>10.2f} {procs_text:>11} {theirs_rate:>18.2f} "
-                  f"{ratio:>5.1f}x {faces:>10} {dlib_faces:>10}")
+                  f"{ratio:>5.1f}x {n_faces:>10} {dlib_faces:>10}")
         print(f"\nquality on the same photos (faces/labels.csv): "
               f"ours {quality(dict(zip((p.name for p in paths), faces)), links, labels)}; "
               f"dlib HOG {quality(baseline_counts(lines, links), links, labels)}")

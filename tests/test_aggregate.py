@@ -235,3 +235,12 @@ def test_csv_image_rows_get_scene_classifier_features(testmedia, tmp_path):
     (tmp_path / "items.csv").write_text(f"user,image,labels\nu0,{tmp_path / 'missing.jpg'},x\n")
     with pytest.raises(DataError, match=r"items\.csv:2: .*missing\.jpg"):
         data.load(tmp_path)
+
+
+def test_default_aggregator_path_and_fallback(tmp_path, monkeypatch, isolated_home):
+    assert infer.default_path() == isolated_home / "aggregator.npz"
+    monkeypatch.setenv("GALPROF_AGGREGATOR", str(tmp_path / "mine.npz"))
+    assert infer.default_path() == tmp_path / "mine.npz"
+    with pytest.raises(DataError, match="mine.npz: not found"):
+        infer.load_aggregator(infer.default_path())
+    assert infer.describe(np.ones((2, 3)))["trained"] is False

@@ -151,3 +151,20 @@ def average_descriptor(features) -> dict:
         "interests": [],
         "note": UNTRAINED_NOTE,
     }
+
+
+def default_path() -> Path:
+    """Where `galprof profile` looks for a trained aggregator: $GALPROF_AGGREGATOR, else
+    aggregator.npz in the data directory (copy the output of `aggregate train` there)."""
+    import os
+
+    from galprof.paths import data_dir
+    env = os.environ.get("GALPROF_AGGREGATOR")
+    return Path(env) if env else data_dir() / "aggregator.npz"
+
+
+def describe(features, aggregator: Aggregator | None = None, top: int | None = None) -> dict:
+    """`aggregator.describe(features)`, or the average fallback when there is no aggregator."""
+    if aggregator is None:
+        return average_descriptor(features)
+    return aggregator.describe(features, top)

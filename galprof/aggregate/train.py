@@ -59,12 +59,13 @@ def _signature(dim: int, n_categories: int | None = None):
 
 def train(ds: Dataset, name: str, epochs: int = EPOCHS, batch_size: int = 64,
           learning_rate: float = 1e-3, seed: int = 0, validation_fraction: float = 0.1,
-          dropout: float = DROPOUT, progress=None) -> Trained:
+          dropout: float | None = None, progress=None) -> Trained:
     """Train aggregator `name` on the users of `ds`.
 
     A seeded `validation_fraction` of them is held out; the weights of the epoch with the
-    lowest validation loss are kept (early stopping without stopping). `progress(epoch,
-    loss, val_loss)` is called after each epoch.
+    lowest validation loss are kept (early stopping without stopping). `dropout` defaults to
+    the aggregator's entry in DROPOUT. `progress(epoch, loss, val_loss)` is called after
+    each epoch.
     """
     if name not in AGGREGATORS:
         raise ValueError(f"unknown aggregator {name!r}; choose from {', '.join(AGGREGATORS)}")
@@ -73,7 +74,8 @@ def train(ds: Dataset, name: str, epochs: int = EPOCHS, batch_size: int = 64,
         fit_idx, val_idx = split(ds.n_users, validation_fraction, seed + 1)
         ds, val = ds.subset(fit_idx), ds.subset(val_idx)
     keras.utils.set_random_seed(seed)
-    model = build(name, ds.dim, ds.n_categories, dropout=dropout)
+    model = build(name, ds.dim, ds.n_categories,
+                  dropout=DROPOUT[name] if dropout is None else dropout)
     to_logits = logits_model(model)
     positives = float(ds.labels.sum())
     pos_weight = (ds.labels.size - positives) / max(positives, 1.0)

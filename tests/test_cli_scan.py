@@ -58,7 +58,7 @@ def test_scan_exit_codes(runner, tmp_path, testmedia):
     assert any("phf_empty.heic: empty file (0 bytes)" in l for l in lines)
     assert r.stdout == ""
     r = runner.invoke(cli, ["scan", str(tmp_path), "--db", db, "--stages", "bogus"])
-    assert r.exit_code == 2 and "unknown stage" in r.output
+    assert r.exit_code == 1 and "unknown stage" in r.output      # usage errors exit 1 too
 
 
 def test_db_from_environment(runner, tmp_path, small_gallery, monkeypatch):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 
 import click
 
@@ -36,6 +37,21 @@ class LazyGroup(click.Group):
     def _available(name: str) -> bool:
         module = COMMANDS[name].split(":")[0]
         return importlib.util.find_spec(module) is not None
+
+    def main(self, *args, **kwargs):
+        """Like click's, except that usage errors exit with 1, as setup errors do: the exit
+        statuses cron sees are 0 (all read), 1 (nothing done: fix the command or setup)
+        and 3 (done, some files failed)."""
+        kwargs["standalone_mode"] = False
+        try:
+            super().main(*args, **kwargs)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(1)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("Aborted!", err=True)    # a scan keeps what it committed; run it again
+            sys.exit(1)
+        sys.exit(0)
 
     def get_command(self, ctx, name):
         if name not in COMMANDS or not self._available(name):

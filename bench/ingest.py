@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,9 +34,9 @@ def scan_cmd(db: Path, root: Path, *extra: str) -> list[str]:
 def first_and_rescan(media: Path, work: Path) -> dict:
     db = work / "ingest.db"
     t0 = time.perf_counter()
-    out = subprocess.run(scan_cmd(db, media), capture_output=True, text=True)
+    stdout, rss_kb = run_measured(scan_cmd(db, media))
     first = time.perf_counter() - t0
-    summary = json.loads(out.stdout)
+    summary = json.loads(stdout)
     t0 = time.perf_counter()
     subprocess.run(scan_cmd(db, media), capture_output=True, text=True)
     again = time.perf_counter() - t0
@@ -48,23 +47,19 @@ def first_and_rescan(media: Path, work: Path) -> dict:
     return {"files": files, "first_scan_s": round(first, 2), "files_per_s": round(files / first, 1),
             "first_scan_inner_s": summary["seconds"], "rescan_s": round(again, 3),
             "rescan_inner_s": rescan_inner,
-            "rescan_ratio": round(again / first, 4),
+            "rescan_ratio": round(again / first, 4), "first_scan_peak_rss_mb": round(rss_kb / 1024, 1),
             "rescan_ratio_inner": round(rescan_inner / summary["seconds"], 4)}
 
 
-def decode_12mp(media: Path, work: Path, runs: int = 7) -> dict:
-    from galprof.gallery.frames import decode_photo
+def decode_12mp(media: Path, work: Path, runs: int = 9) -> dict:
+    """Analysis-size decode against a full decode, and against a full decode followed by the
+    downscale it would need, on a synthetic 12 MP JPEG and on a real 12 MP phone JPEG."""
+    from galprof.gallery.frames import _fit, decode_photo
 
     src = Image.open(media / "scenes" / "darknet_dog.jpg").convert("RGB")
-    path = work / "12mp.jpg"
-    src.resize((4000, 3000), Image.BICUBIC).save(path, quality=92)
-
-    def full():
-        with Image.open(path) as im:
-            im.load()
-
-    def analysis():
-        decode_photo(path, 416)
+    synthetic = work / "12mp.jpg"
+    src.resize((4000, 3000), Image.BICUBIC).save(synthetic, quality=92)
+    real = media / "exif" / "phone" / "dc_iPhone13Pro_IMG_8566_o6.JPG"     # 4032x3024
 
     def timed(fn):
         fn()
@@ -75,9 +70,24 @@ def decode_12mp(media: Path, work: Path, runs: int = 7) -> dict:
             samples.append(time.perf_counter() - t)
         return statistics.median(samples)
 
-    t_full, t_analysis = timed(full), timed(analysis)
-    return {"full_decode_ms": round(t_full * 1000, 1), "analysis_decode_ms": round(t_analysis * 1000, 1),
-            "speedup": round(t_full / t_analysis, 1)}
+    out = {}
+    for name, path in (("synthetic", synthetic), ("iphone13pro", real)):
+        def full():
+            with Image.open(path) as im:
+                im.load()
+
+        def full_then_downscale():
+            with Image.open(path) as im:
+                _fit(im.convert("RGB"), 416)
+
+        t_full, t_full_fit = timed(full), timed(full_then_downscale)
+        t_analysis = timed(lambda: decode_photo(path, 416))
+        out[name] = {"full_decode_ms": round(t_full * 1000, 1),
+                     "full_decode_and_downscale_ms": round(t_full_fit * 1000, 1),
+                     "analysis_decode_ms": round(t_analysis * 1000, 1),
+                     "speedup_vs_full": round(t_full / t_analysis, 1),
+                     "speedup_vs_full_and_downscale": round(t_full_fit / t_analysis, 1)}
+    return out
 
 
 def peak_rss(media: Path, work: Path, copies: int) -> dict:
@@ -89,13 +99,21 @@ def peak_rss(media: Path, work: Path, copies: int) -> dict:
         src = photos[i % len(photos)]
         os.link(src, root / f"IMG_{i:05d}{src.suffix}") if _same_fs(src, root) else \
             (root / f"IMG_{i:05d}{src.suffix}").write_bytes(src.read_bytes())
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    out = subprocess.run(scan_cmd(work / "rss.db", root), capture_output=True, text=True)
+    stdout, rss_kb = run_measured(scan_cmd(work / "rss.db", root))
     seconds = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"files": json.loads(out.stdout)["photos"], "seconds": round(seconds, 1),
-            "peak_rss_mb": round(max(after, before) / 1024, 1)}
+    return {"files": json.loads(stdout)["photos"], "seconds": round(seconds, 1),
+            "peak_rss_mb": round(rss_kb / 1024, 1)}
+
+
+def run_measured(cmd: list[str]) -> tuple[str, int]:
+    """Run `cmd`; its stdout and its own peak RSS in KB (not that of earlier children)."""
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, text=True)
+        _, _, usage = os.wait4(proc.pid, 0)
+        proc.returncode = 0
+        out.seek(0)
+        return out.read(), usage.ru_maxrss
 
 
 def _same_fs(a: Path, b: Path) -> bool:

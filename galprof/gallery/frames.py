@@ -8,8 +8,10 @@ RGB. Oversized images are refused before their pixels are touched.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,10 @@ except ImportError:  # HEIC support is optional on exotic platforms
 # The guard against decompression bombs: refuse images above this many pixels.
 MAX_PIXELS = 250_000_000
 Image.MAX_IMAGE_PIXELS = None      # our own check below gives a per-file error instead
+# Formats without reduced-size decoding (HEIC, PNG, WebP, video) are decoded at full size,
+# which for a 12 MP HEIC costs ~110 MB: one such decode at a time keeps a scan's peak
+# memory bounded whatever the number of decode threads (JPEGs, drafted, run freely).
+_FULL_SIZE_DECODES = threading.BoundedSemaphore(1)
 # A truncated photo is still analysed when at least this share of its rows decoded.
 MIN_DECODED_SHARE = 0.5
 
@@ -103,8 +109,33 @@ def _load(path: Path, long_side: int, data: bytes | None = None
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)               # animated GIF/WebP: the first frame
     _draft(img, long_side)
-    img.load()
+    if img.format in ("JPEG", "MPO"):
+        img.load()
+    else:
+        with _FULL_SIZE_DECODES:
+            img.load()
+            # shrink before letting the next full-size decode start (orientation is applied
+            # later and commutes with scaling; keep `info`, which holds the EXIF)
+            if long_side and max(img.size) > long_side:
+                info = img.info
+                img = _fit(img.convert("RGB"), long_side)
+                img.info = info
+        _release_freed_memory()
     return img, size
+
+
+def _release_freed_memory() -> None:
+    """Give freed heap back to the system: glibc keeps it per thread otherwise, and a few
+    full-size decodes in two threads would hold ~100 MB each for the rest of the scan."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+try:
+    _LIBC = ctypes.CDLL("libc.so.6")
+    _LIBC.malloc_trim
+except (OSError, AttributeError):   # not glibc (macOS, musl): nothing to do
+    _LIBC = None
 
 
 def decode_photo(path: Path, long_side: int) -> Decoded:
@@ -155,7 +186,7 @@ def decode_video(path: Path, long_side: int, frame_step: int, max_frames: int) -
         container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError) as e:
         raise MediaError(path, f"not a readable video ({_short(e)})") from None
-    with container:
+    with container, _FULL_SIZE_DECODES:
         if not container.streams.video:
             raise MediaError(path, "no video stream")
         meta = video_metadata(container)

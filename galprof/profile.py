@@ -131,16 +131,13 @@ def _locations_group(locations: list[dict], analysed: int) -> dict | None:
             "subcategories": subs}
 
 
-def _descriptor(store: Store, media: list, aggregator_path=None) -> dict:
-    """The user descriptor: the paper's attention pooling of the photo features when a
-    trained aggregator is installed (GALPROF_AGGREGATOR or the data dir), else their mean."""
-    import os
-
+def _descriptor(store: Store, media: list) -> dict:
+    """The user descriptor: the paper's attention pooling of the photo features (one per
+    photo, the mean over frames for a video: the scene classifier's pooled layer) when a
+    trained aggregator is installed (`infer.default_path()`), else their mean, saying so."""
     import numpy as np
 
     from galprof.aggregate import infer
-    from galprof.paths import data_dir
-
     from galprof.store.db import unpack_arrays
 
     present = {m["content_hash"] for m in media}
@@ -153,17 +150,11 @@ def _descriptor(store: Store, media: list, aggregator_path=None) -> dict:
                 feats.append(arrays["features"])
     if not feats:
         return {}
-    path = aggregator_path or os.environ.get("GALPROF_AGGREGATOR") or data_dir() / "aggregator.npz"
-    x = np.stack(feats)
-    if os.path.exists(str(path)):
-        agg = infer.load_aggregator(path)
-        if agg.dim == x.shape[1]:
-            out = agg.describe(x, top=15)
-            out["interests"] = [{"category": c, "probability": round(p, 4)} for c, p in out["interests"]]
-            out.pop("weights")
-            return {**out, "items": len(feats)}
-    out = infer.average_descriptor(x)
+    path = infer.default_path()
+    aggregator = infer.load_aggregator(path) if path.exists() else None
+    out = infer.describe(np.stack(feats), aggregator, top=15)
     out.pop("weights")
+    out["interests"] = [{"category": c, "probability": round(p, 4)} for c, p in out["interests"]]
     return {**out, "items": len(feats)}
 
 

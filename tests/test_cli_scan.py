@@ -110,3 +110,11 @@ def test_profile_json_validates(runner, tmp_path, small_gallery):
 def test_profile_without_database(runner, tmp_path):
     r = runner.invoke(cli, ["profile", "--db", str(tmp_path / "none.db")])
     assert r.exit_code == 1 and "galprof scan" in r.output
+
+
+def test_missing_model_names_the_install_command(runner, tmp_path, small_gallery, monkeypatch):
+    monkeypatch.setenv("GALPROF_MODELS", str(tmp_path / "no-models"))
+    r = runner.invoke(cli, ["scan", str(small_gallery), "--db", str(tmp_path / "g.db")])
+    assert r.exit_code == 1
+    assert "yolox_nano.tflite is not installed" in r.output
+    assert "galprof models install --from" in r.output

@@ -118,3 +118,31 @@ def test_missing_model_names_the_install_command(runner, tmp_path, small_gallery
     assert r.exit_code == 1
     assert "yolox_nano.tflite is not installed" in r.output
     assert "galprof models install --from" in r.output
+
+
+def test_progress_bar_on_a_terminal(tmp_path, small_gallery):
+    """On a terminal (stderr is a tty) scan shows a progress bar with files and rate."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "galprof", "scan", str(small_gallery), "--db",
+                             str(tmp_path / "g.db"), "--stages", "none"],
+                            stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "COLUMNS": "120"})
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    proc.wait()
+    os.close(master)
+    text = shown.decode(errors="replace")
+    assert proc.returncode == 0
+    assert "scanning" in text and "4/4" in text and "files/s" in text

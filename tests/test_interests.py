@@ -99,3 +99,17 @@ def test_video_objects_need_two_frames_or_high_confidence(tmp_path, testmedia, v
     for l in once:
         assert sum(any(d["label"] == l for d in f["detections"]) for f in payload["frames"]) < 2
     assert group in {c["group"] for c in info["categories"]}
+
+
+def test_detector_thresholds_come_from_the_taxonomy(scanned, testmedia):
+    from galprof import taxonomy
+    from galprof.vision.objects import ObjectsStage
+
+    tax = taxonomy.load()
+    stage = ObjectsStage()
+    assert stage.detector.thresholds["person"] == tax.coco_threshold("person") == 0.5
+    assert stage.detector.thresholds["dining table"] == tax.coco_threshold("dining table") > 0.3
+    for rel in ("scenes/ul_bus.jpg", "exif/phone/pp_iPhone5s_out-of-range_o3.jpg"):
+        info = describe_media(scanned, str(testmedia / rel))
+        dets = [d for f in info["results"]["objects"]["payload"]["frames"] for d in f["detections"]]
+        assert dets and all(d["score"] >= tax.coco_threshold(d["label"]) for d in dets)

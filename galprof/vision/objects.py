@@ -228,6 +228,11 @@ class ObjectsStage:
     def __init__(self, model_id: str | None = None, threads: int | None = None,
                  models_dir: Path | None = None, thresholds: Mapping[str, float] | None = None,
                  detector: ObjectDetector | None = None):
+        if thresholds is None and detector is None:
+            # per-class score thresholds are data: the taxonomy's `threshold` per COCO label
+            from galprof import taxonomy
+            tax = taxonomy.load()
+            thresholds = {label: tax.coco_threshold(label) for label in tax.labels("coco")}
         self.detector = detector or ObjectDetector(model_id, threads, models_dir, thresholds)
 
     @property

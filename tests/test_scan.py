@@ -171,7 +171,7 @@ def test_killed_scan_resumes(tmp_path, testmedia):
     root = tmp_path / "many"
     root.mkdir()
     src = (testmedia / "scenes/pp_limes.jpg").read_bytes()
-    for i in range(300):
+    for i in range(600):
         # distinct bytes per copy (a trailing comment), so each is its own content
         (root / f"IMG_{i:04d}.jpg").write_bytes(src + f"copy {i}".encode())
     db = tmp_path / "g.db"
@@ -191,12 +191,12 @@ def test_killed_scan_resumes(tmp_path, testmedia):
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert 20 <= done < 300, "the scan should have been killed midway"
+    assert 20 <= done < 600, "the scan should have been killed midway"
     out = subprocess.run(cmd[:-1] + ["--json"], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
-    assert summary["photos"] == 300
-    assert summary["unchanged"] >= 20 and summary["new"] + summary["unchanged"] == 300
+    assert summary["photos"] == 600
+    assert summary["unchanged"] >= 20 and summary["new"] + summary["unchanged"] == 600
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert c.execute("SELECT count(*) FROM media WHERE status = 'ok'").fetchone()[0] == 300
+        assert c.execute("SELECT count(*) FROM media WHERE status = 'ok'").fetchone()[0] == 600

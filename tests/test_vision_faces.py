@@ -191,6 +191,17 @@ def test_onnx_twin_finds_the_same_faces(shared_models, photo, faces_in):
         assert np.allclose(a.box, b.box, atol=1.0)
 
 
+def test_onnx_twin_of_the_face_network(shared_models, photo, faces_in):
+    """Termux runs the ONNX files on onnxruntime: same identity, age and gender."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)")
+    name = "faces/face_recognition/obama.jpg"
+    image, (face,) = photo(name).image, faces_in(name)
+    a = FaceAnalyzer("hse_faces_f32", models_dir=shared_models).analyze(image, face)
+    b = FaceAnalyzer("hse_faces_onnx", models_dir=shared_models).analyze(image, face)
+    assert float(a.features @ b.features) > 0.999
+    assert abs(a.age - b.age) < 0.1 and abs(a.male_prob - b.male_prob) < 0.01
+
+
 def test_wrong_role_is_refused(shared_models):
     with pytest.raises(ModelMismatch, match="face_analyzer model, not face_detector"):
         FaceDetector("hse_faces", models_dir=shared_models)

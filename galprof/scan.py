@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -171,23 +171,15 @@ def scan(store: Store, roots: list[Path], options: ScanOptions | None = None,
         _analyse(store, work, stages, options, summary, problem, on_progress)
         _mark_selfies(store)
     finally:
-        counts = dict(conn.execute(
-            "SELECT kind, count(*) FROM media WHERE status != 'failed' AND (" +
-            " OR ".join(["path = ? OR path LIKE ? ESCAPE '\\'"] * len(roots)) + ") GROUP BY kind",
-            [x for r in roots for x in (str(r), _prefix(r))]).fetchall()) if roots else {}
-        summary.photos = counts.get("photo", 0)
-        summary.videos = counts.get("video", 0)
+        kinds = Counter(r["kind"] for r in store.media_under(roots).values()
+                        if r["status"] != "failed")
+        summary.photos, summary.videos = kinds["photo"], kinds["video"]
         summary.seconds = round(time.monotonic() - started, 3)
         summary.decode_seconds = round(summary.decode_seconds, 3)
         conn.execute("UPDATE scans SET finished_at = ?, summary = ? WHERE id = ?",
                      (now(), json.dumps(summary.to_dict()), scan_id))
         store.release_writer()
     return summary
-
-
-def _prefix(root: Path) -> str:
-    return str(root).rstrip(os.sep).replace("\\", "\\\\").replace("%", "\\%").replace(
-        "_", "\\_") + os.sep + "%"
 
 
 def _long_side(stages: list[Stage]) -> int:

@@ -158,13 +158,13 @@ def split_person(person_id, paths, db_path):
     Example:
         galprof people split 3 --media ~/DCIM/IMG_0042.jpg --media ~/DCIM/IMG_0043.jpg
     """
-    from galprof.people.gallery import _new_person, update_centroids
+    from galprof.people.gallery import new_person, update_centroids
 
     with _open(db_path) as store:
         _person(store, person_id)
         conn = store.conn
         conn.execute("BEGIN")
-        new_id = _new_person(store)
+        new_id = new_person(store)
         conn.execute("UPDATE people SET manual = 1 WHERE id = ?", (new_id,))
         moved = 0
         for p in paths:

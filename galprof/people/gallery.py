@@ -43,24 +43,29 @@ def _face_rows(payload: dict, arrays: dict) -> list[dict]:
     rows = []
     if tracks:
         track_features = arrays.get("track_features")
-        firsts: dict[int, tuple[int, dict]] = {}
+        # One pass over the faces: each track's first appearance, ages and male probabilities.
+        first: dict[int, tuple[int, dict]] = {}
+        ages: dict[int, list[float]] = defaultdict(list)
+        males: dict[int, list[float]] = defaultdict(list)
         for f in payload["frames"]:
             for face in f["faces"]:
-                if face.get("track") is not None and face["track"] not in firsts:
-                    firsts[face["track"]] = (f["index"], face)
+                t = face.get("track")
+                if t is None:
+                    continue
+                first.setdefault(t, (f["index"], face))
+                if face.get("age") is not None:
+                    ages[t].append(face["age"])
+                if face.get("male_prob") is not None:
+                    males[t].append(face["male_prob"])
         for t in tracks:
-            frame_idx, face = firsts[t["id"]]
+            frame_idx, face = first[t["id"]]
             feature = None
             if t.get("feature_row") is not None and track_features is not None:
                 feature = track_features[t["feature_row"]]
-            ages = [x["age"] for f in payload["frames"] for x in f["faces"]
-                    if x.get("track") == t["id"] and x.get("age") is not None]
-            males = [x["male_prob"] for f in payload["frames"] for x in f["faces"]
-                     if x.get("track") == t["id"] and x.get("male_prob") is not None]
             rows.append({"frame_idx": frame_idx, "face_idx": t["id"], "track": t["id"],
                          "box": face["box"], "score": face["score"],
-                         "age": float(np.median(ages)) if ages else None,
-                         "male_prob": float(np.mean(males)) if males else None,
+                         "age": float(np.median(ages[t["id"]])) if ages[t["id"]] else None,
+                         "male_prob": float(np.mean(males[t["id"]])) if males[t["id"]] else None,
                          "features": feature})
         return rows
     for f in payload["frames"]:
@@ -151,20 +156,17 @@ def _set_person(store: Store, face_ids, person_id) -> None:
                            [(person_id, int(f)) for f in face_ids])
 
 
-def _new_person(store: Store) -> int:
+def new_person(store: Store) -> int:
     return store.conn.execute("INSERT INTO people (created_at) VALUES (?)", (now(),)).lastrowid
 
 
 def update_centroids(store: Store) -> None:
     faces = _load_faces(store)
-    members: dict[int, list[int]] = defaultdict(list)
-    for i, pid in enumerate(faces.person):
-        if pid is not None:
-            members[pid].append(i)
-    for pid, idx in members.items():
-        mean = faces.features[idx].astype(np.float64).sum(0)
-        mean /= max(np.linalg.norm(mean), 1e-12)
-        store.conn.execute("UPDATE people SET centroid = ? WHERE id = ?", (_blob(mean), pid))
+    assigned = [i for i, pid in enumerate(faces.person) if pid is not None]
+    if assigned:
+        labels = np.array([faces.person[i] for i in assigned], np.int64)
+        for pid, mean in clustering.centroids(faces.features[assigned], labels).items():
+            store.conn.execute("UPDATE people SET centroid = ? WHERE id = ?", (_blob(mean), pid))
     # People left without faces go, unless the user named or made them.
     store.conn.execute("DELETE FROM people WHERE manual = 0 AND id NOT IN "
                        "(SELECT DISTINCT person_id FROM faces WHERE person_id IS NOT NULL)")
@@ -206,7 +208,7 @@ def update_people(store: Store, full: bool = False) -> dict:
                 taken = {p for p in faces.person if p is not None}
                 pid = next((p for p, _ in old.most_common() if p not in taken), None)
                 if pid is None or not conn.execute("SELECT 1 FROM people WHERE id = ?", (pid,)).fetchone():
-                    pid = _new_person(store)
+                    pid = new_person(store)
                     stats["people_new"] += 1
                 for i in members:
                     faces.person[i] = pid

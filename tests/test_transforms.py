@@ -26,17 +26,6 @@ def test_letterbox_topleft_keeps_ratio_and_pads(chelsea):
     assert not (canvas[:used] == 114).all()
 
 
-def test_letterbox_center_offsets_map_back(chelsea):
-    h, w = chelsea.shape[:2]
-    canvas, scale, ox, oy = T.letterbox_center(chelsea, 192, 192)
-    assert scale == pytest.approx(192 / w)
-    assert ox == 0 and oy == (192 - round(h * scale)) // 2
-    assert (canvas[:int(oy)] == 0).all() and (canvas[-int(oy):] == 0).all()
-    # The picture's centre lands at the canvas centre.
-    cx, cy = w / 2 * scale + ox, h / 2 * scale + oy
-    assert abs(cx - 96) <= 1 and abs(cy - 96) <= 1
-
-
 def test_resize_shorter_and_center_crop(chelsea):
     small = T.resize_shorter(chelsea, 224)
     assert min(small.shape[:2]) == 224

@@ -189,9 +189,7 @@ class FaceDetector(Model):
     def _letterbox(self, picture: Image.Image, window: tuple[int, int, int, int] | None):
         """A region of the picture (all of it when window is None), centred on the
         network's square input; the context maps input pixels back to the picture.
-
-        Like transforms.letterbox_center, but resizing straight from a region of one
-        PIL image: tiles then cost no array copy and no second conversion.
+        Resizing straight from a region of one PIL image, tiles cost no array copy.
         """
         size = self.input_size
         x1, y1, x2, y2 = window or (0, 0, picture.width, picture.height)

@@ -53,22 +53,6 @@ def letterbox(image: np.ndarray, width: int, height: int,
     return canvas, ratio
 
 
-def letterbox_center(image: np.ndarray, width: int, height: int,
-                     pad_value: int = 0) -> tuple[np.ndarray, float, float, float]:
-    """Resize keeping the aspect ratio and centre on a padded canvas.
-
-    Returns (canvas, scale, offset_x, offset_y); a canvas point (x, y) maps back to
-    the image as ((x - offset_x) / scale, (y - offset_y) / scale).
-    """
-    h, w = image.shape[:2]
-    scale = min(width / w, height / h)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    ox, oy = (width - nw) // 2, (height - nh) // 2
-    canvas = np.full((height, width, image.shape[2]), pad_value, dtype=image.dtype)
-    canvas[oy:oy + nh, ox:ox + nw] = resize(image, nw, nh)
-    return canvas, scale, float(ox), float(oy)
-
-
 def rotated_square_crop(image: np.ndarray, cx: float, cy: float, side: float,
                         angle_rad: float, out_size: int) -> np.ndarray:
     """A square of `side` pixels centred on (cx, cy), its axes rotated by `angle_rad`,

@@ -1,86 +1,93 @@
-"""Connection, migrations and the few queries everyone needs.
+"""The connection: WAL mode, migrations, transactions, the writer lock, path encoding.
 
-Plain stdlib sqlite3 in WAL mode: readers (profile, show, report) never block a
-running scan. Only one process writes at a time: a scan holds an advisory lock
-file beside the database and a second scan exits with a clear message.
+Plain stdlib sqlite3. Readers (profile, show, report) never block a running scan.
+Every SQL statement of galprof lives in this package: `Store` carries one object per
+table group (`store.media`, `store.results`, `store.people`, `store.privacy`,
+`store.passes`), each owning its statements, the way sqlite-utils' `Table` does.
+
+Two levels of writing:
+  - `with store.transaction():` one atomic unit (BEGIN IMMEDIATE, so two processes
+    never deadlock upgrading a read lock; nested calls join the outer one);
+  - `with store.writer():` the process-level lock (a `flock` on FILE.lock naming the
+    holder's pid) for work made of many transactions that must not interleave with
+    another such run: a scan and its passes, `people` fixes, purges.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
-import hashlib
-import io
-import json
 import os
 import sqlite3
+import stat
+import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
-
-import numpy as np
 
 from galprof.errors import DatabaseBusy, SetupError
 
-SCHEMA = Path(__file__).with_name("schema.sql")
+HERE = Path(__file__).parent
 
-
-# Named, ordered steps (SQL); each runs in one transaction and is recorded in
-# `migrations`. The schema version (PRAGMA user_version) is the number of steps applied.
-MIGRATIONS: list[tuple[str, str]] = [
-    ("0001_initial", SCHEMA.read_text()),
-    ("0002_people", SCHEMA.with_name("0002_people.sql").read_text()),
-    ("0003_privacy", SCHEMA.with_name("0003_privacy.sql").read_text()),
-]
+# Named, ordered steps (SQL files beside this module); each runs in one transaction and is
+# recorded in `migrations`. PRAGMA user_version is the number of steps applied.
+MIGRATIONS = ["0001_initial", "0002_people", "0003_privacy", "0004_passes"]
+# How long a statement waits for another process's write transaction to end.
+BUSY_TIMEOUT_S = 30
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def content_hash(path: Path, size: int | None = None, chunk: int = 256 * 1024) -> str:
-    """A fingerprint of a file's bytes: its size plus its head, middle and tail.
+# ------------------------------------------------------------------ paths
 
-    Reading three chunks instead of the whole file keeps re-hashing cheap for videos;
-    photos differ in their first bytes anyway (EXIF, timestamps)."""
-    size = path.stat().st_size if size is None else size
-    h = hashlib.blake2b(str(size).encode(), digest_size=16)
-    with open(path, "rb") as f:
-        if size <= 3 * chunk:
-            h.update(f.read())
-        else:
-            for offset in (0, size // 2 - chunk // 2, size - chunk):
-                f.seek(offset)
-                h.update(f.read(chunk))
-    return h.hexdigest()
-
-
-def pack_arrays(arrays: dict[str, np.ndarray] | None) -> bytes | None:
-    if not arrays:
+def path_to_db(path: str | os.PathLike | None):
+    """A file path as SQLite keeps it: TEXT when it is valid UTF-8, else its raw bytes as
+    a BLOB (a name from an old camera or a FAT card). Lossless both ways."""
+    if path is None:
         return None
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    return buf.getvalue()
+    path = os.fspath(path)
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
 
 
-def unpack_arrays(blob: bytes | None) -> dict[str, np.ndarray]:
-    if not blob:
-        return {}
-    with np.load(io.BytesIO(blob)) as z:
-        return {k: z[k] for k in z.files}
+def path_from_db(value) -> str | None:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
+
+# ------------------------------------------------------------------ the store
 
 class Store:
     """A galprof database. Use `open_store(path)`."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection):
+    def __init__(self, path: Path, conn: sqlite3.Connection, read_only: bool = False):
+        from galprof.store.media import MediaTable
+        from galprof.store.passes import PassTable
+        from galprof.store.people import PeopleTable
+        from galprof.store.privacy import PrivacyTable
+        from galprof.store.results import ResultsTable
+
         self.path = path
         self.conn = conn
+        self.read_only = read_only
+        self._depth = 0
         self._lock_file = None
+        self._lock_depth = 0
+        self.media = MediaTable(self)
+        self.results = ResultsTable(self)
+        self.people = PeopleTable(self)
+        self.privacy = PrivacyTable(self)
+        self.passes = PassTable(self)
 
-    # -- lifecycle -------------------------------------------------------------------
+    # -- lifecycle
     def close(self) -> None:
         self.conn.close()
-        self.release_writer()
+        if self._lock_file is not None:
+            self._lock_depth = 1
+            self._release()
 
     def __enter__(self):
         return self
@@ -92,96 +99,126 @@ class Store:
     def schema_version(self) -> int:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
-    def acquire_writer(self) -> None:
-        """Become the only writing process, or raise DatabaseBusy naming the holder."""
-        lock_path = Path(str(self.path) + ".lock")
-        f = open(lock_path, "a+")
+    def integrity(self) -> str:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- transactions
+    @contextlib.contextmanager
+    def transaction(self):
+        """One atomic unit of writes; nested calls join the outermost one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        _guard(self, "BEGIN IMMEDIATE")
+        self._depth = 1
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            f.close()
-            raise DatabaseBusy(f"{self.path} is being written by another galprof scan "
-                               f"(pid {holder}); wait for it to finish and run again") from None
+            yield self
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        _guard(self, "COMMIT")
+
+    def checkpoint(self) -> bool:
+        """Fold the write-ahead log into the main file and truncate it. False when a reader
+        in another process still holds an older snapshot (the log could not be emptied)."""
+        return not self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+
+    def vacuum(self) -> None:
+        """Rewrite the file: freed pages (and what they held) do not survive."""
+        self.conn.execute("VACUUM")
+
+    def secure_delete(self) -> None:
+        """From now on, deleted content is overwritten with zeros on this connection."""
+        self.conn.execute("PRAGMA secure_delete = ON")
+
+    # -- the writer lock
+    @contextlib.contextmanager
+    def writer(self, wait: float = 0.0, what: str = "galprof scan"):
+        """Hold the process-level writer lock (re-entrant). Another holder makes this
+        wait up to `wait` seconds, then raise DatabaseBusy naming its pid."""
+        self._acquire(wait, what)
+        try:
+            yield self
+        finally:
+            self._release()
+
+    @property
+    def holds_writer(self) -> bool:
+        return self._lock_file is not None
+
+    def _acquire(self, wait: float, what: str) -> None:
+        if self._lock_file is not None:
+            self._lock_depth += 1
+            return
+        if self.read_only:
+            raise SetupError(f"{self.path} is opened read-only")
+        lock_path = Path(str(self.path) + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        f = os.fdopen(fd, "r+")
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    f.seek(0)
+                    holder = f.read().strip() or "another process"
+                    f.close()
+                    raise DatabaseBusy(f"{self.path} is being written by another galprof "
+                                       f"process ({holder}); wait for it to finish and run "
+                                       "again") from None
+                time.sleep(0.2)
         f.seek(0)
         f.truncate()
-        f.write(str(os.getpid()))
+        f.write(f"{what}, pid {os.getpid()}")
         f.flush()
         self._lock_file = f
+        self._lock_depth = 1
 
-    def release_writer(self) -> None:
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
-
-    # -- media -----------------------------------------------------------------------
-    def media_under(self, roots: Iterable[Path]) -> dict[str, sqlite3.Row]:
-        """Known media whose path lies under one of `roots` (or is one of them), by path."""
-        out = {}
-        for root in roots:
-            root = str(root)
-            rows = self.conn.execute(
-                "SELECT * FROM media WHERE path = ? OR path LIKE ? ESCAPE '\\'",
-                (root, _like_prefix(root)))
-            out.update((r["path"], r) for r in rows)
-        return out
-
-    def media_by_path(self, path: str) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM media WHERE path = ?", (path,)).fetchone()
-
-    def results(self, content_hash_: str, with_arrays: bool = False) -> dict[str, dict]:
-        """Cached stage results of a content hash: stage -> {version, payload, tier[, arrays]}."""
-        cols = "stage, version, payload, tier" + (", arrays" if with_arrays else "")
-        out = {}
-        for r in self.conn.execute(f"SELECT {cols} FROM results WHERE content_hash = ?",
-                                   (content_hash_,)):
-            out[r["stage"]] = {"version": r["version"], "payload": json.loads(r["payload"]),
-                               "tier": r["tier"]}
-            if with_arrays:
-                out[r["stage"]]["arrays"] = unpack_arrays(r["arrays"])
-        return out
-
-    def result_versions(self) -> dict[str, dict[str, str]]:
-        """content_hash -> {stage: version}, for deciding what a scan must (re)run."""
-        out: dict[str, dict[str, str]] = {}
-        for h, stage, version in self.conn.execute(
-                "SELECT content_hash, stage, version FROM results"):
-            out.setdefault(h, {})[stage] = version
-        return out
-
-    def put_result(self, content_hash_: str, stage: str, version: str, payload: dict,
-                   tier: str = "device") -> None:
-        payload = dict(payload)
-        arrays = payload.pop("arrays", None)
-        self.conn.execute(
-            "INSERT OR REPLACE INTO results (content_hash, stage, version, payload, arrays, tier,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (content_hash_, stage, version, json.dumps(payload, separators=(",", ":")),
-             pack_arrays(arrays), tier, now()))
-
-    def log_error(self, path: str, stage: str, message: str) -> None:
-        self.conn.execute("INSERT INTO errors (path, stage, message, at) VALUES (?, ?, ?, ?)",
-                          (path, stage, message, now()))
-
-    def errors_for(self, path: str) -> list[sqlite3.Row]:
-        return self.conn.execute("SELECT stage, message, at FROM errors WHERE path = ? "
-                                 "ORDER BY id", (path,)).fetchall()
+    def _release(self) -> None:
+        self._lock_depth -= 1
+        if self._lock_depth > 0 or self._lock_file is None:
+            return
+        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        self._lock_file.close()
+        self._lock_file = None
 
 
-def _like_prefix(root: str) -> str:
-    escaped = root.rstrip(os.sep).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + os.sep + "%"
+def _guard(store: Store, sql: str) -> None:
+    """Run a transaction statement, turning SQLite's operational failures into one line."""
+    try:
+        store.conn.execute(sql)
+    except sqlite3.OperationalError as e:
+        raise SetupError(_explain(store.path, e)) from None
+
+
+def _explain(path: Path, e: sqlite3.Error) -> str:
+    text = str(e)
+    if "locked" in text or "busy" in text:
+        return (f"{path} stayed locked by another process for {BUSY_TIMEOUT_S} s; "
+                "run again when it has finished")
+    if "readonly" in text or "read-only" in text:
+        return f"{path} is read-only: galprof cannot write to it ({text})"
+    if "disk" in text and "full" in text or "SQLITE_FULL" in text:
+        return f"{path}: the disk is full; free some space and run again"
+    return f"{path}: database error ({text})"
 
 
 def migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS migrations"
                  " (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     done = {r[0] for r in conn.execute("SELECT name FROM migrations")}
-    for number, (name, sql) in enumerate(MIGRATIONS, start=1):
+    for number, name in enumerate(MIGRATIONS, start=1):
         if name in done:
             continue
+        sql = (HERE / ("schema.sql" if number == 1 else f"{name}.sql")).read_text()
         try:
             conn.executescript(
                 f"BEGIN IMMEDIATE;\n{sql}\n"
@@ -193,24 +230,75 @@ def migrate(conn: sqlite3.Connection) -> None:
             raise
 
 
-def open_store(path: Path, create: bool = True) -> Store:
-    """Open (and create or migrate) the database at `path`."""
+def _private_file(path: Path) -> None:
+    """Create `path` readable by its owner only (it will hold biometric data)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+
+
+def open_store(path: Path, create: bool = True, read_only: bool = False) -> Store:
+    """Open (and create or migrate) the database at `path`.
+
+    read_only: for commands that only read (profile, report, show, lists); works on a
+    database the user cannot write, and never migrates (an old schema is refused with
+    the command that upgrades it)."""
     path = Path(path)
     if not path.exists():
-        if not create:
+        if not create or read_only:
             raise SetupError(f"no galprof database at {path}; run `galprof scan FOLDER` first")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(path)
         except OSError as e:
-            raise SetupError(f"cannot create {path.parent}: {e.strerror}") from None
+            raise SetupError(f"cannot create {path}: {e.strerror}") from None
     try:
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 30000")
-        migrate(conn)
+        if read_only:
+            conn = _connect_read_only(path)
+        else:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            migrate(conn)
+            _restrict_side_files(path)
     except sqlite3.DatabaseError as e:
-        raise SetupError(f"{path} is not a usable galprof database ({e})") from None
-    return Store(path, conn)
+        raise SetupError(_explain(path, e) if isinstance(e, sqlite3.OperationalError)
+                         else f"{path} is not a usable galprof database ({e})") from None
+    store = Store(path, conn, read_only)
+    if read_only and store.schema_version < len(MIGRATIONS):
+        conn.close()
+        raise SetupError(f"{path} was written by an older galprof; run `galprof scan` once "
+                         "to upgrade it")
+    return store
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    uri = "file:" + path.resolve().as_posix().replace("?", "%3f").replace("#", "%23")
+    conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                           isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        # A WAL database in a folder we cannot write (no -shm can be made): read it as an
+        # immutable file, which is right when nothing else is writing it.
+        conn.close()
+        conn = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, isolation_level=None,
+                               check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _restrict_side_files(path: Path) -> None:
+    """The -wal and -shm files hold the same data as the database: owner-only too."""
+    for suffix in ("", "-wal", "-shm"):
+        side = Path(str(path) + suffix)
+        try:
+            mode = stat.S_IMODE(side.stat().st_mode)
+            if mode & 0o077 and side.stat().st_uid == os.getuid():
+                os.chmod(side, mode & 0o700)
+        except OSError:
+            pass

@@ -6,7 +6,7 @@ payload per media content hash, stage name and stage version, so a re-scan skips
 a stage whose version is unchanged and a new model re-runs only its own stage.
 
 Stages are pure functions of pixels (plus the outputs of the stages they require);
-gallery-level passes (people, privacy, places) run later, from the store.
+gallery passes (people, privacy, places) run later, from the store (galprof/pipeline/).
 """
 
 from __future__ import annotations
@@ -38,14 +38,17 @@ class Stage(Protocol):
         ...
 
     def load(self) -> None:
-        """Load models; called once before the first `run`. Raises SetupError if missing."""
+        """Load models; called before the first `run` that needs it. Raises SetupError if
+        a model is missing. (A stage may also offer `check()`: the same test without
+        loading anything, which the pipeline calls before any work.)"""
         ...
 
-    def run(self, frames: list[Frame], upstream: dict[str, Any]) -> dict:
+    def run(self, frames: list[Frame], upstream: dict[str, Any]) -> Any:
         """Analyse one media item. `upstream` maps each required stage to its payload.
 
-        The payload is JSON-serialisable, except for numpy arrays under the key
-        "arrays" (name -> array), which the store keeps as BLOBs beside the JSON.
+        Returns a payload class of `galprof.payloads` (to_json / arrays / from_json), or
+        a JSON-serialisable dict whose numpy arrays sit under the key "arrays" (name ->
+        array): the store keeps the arrays as a BLOB beside the JSON.
         """
         ...
 
@@ -74,26 +77,29 @@ def order_stages(stages: list[Stage]) -> list[Stage]:
     return ordered
 
 
-# Stage name -> "module:class". Imported lazily so that a scan without models never
-# loads a runtime. Each class takes (model_id=None, threads=None).
+# Stage name -> "module:class" and the manifest roles of the models it runs. Imported
+# lazily so that a scan without models never loads a runtime.
 REGISTRY = {
-    "objects": "galprof.vision.objects:ObjectsStage",
-    "scenes": "galprof.vision.scenes:ScenesStage",
-    "faces": "galprof.vision.faces:FacesStage",
+    "objects": ("galprof.vision.objects:ObjectsStage", ("objects",)),
+    "scenes": ("galprof.vision.scenes:ScenesStage", ("scenes",)),
+    "faces": ("galprof.vision.faces:FacesStage", ("face_detector", "face_analyzer")),
 }
 DEFAULT_STAGES = ("objects", "scenes", "faces")
 
 
 def build_stages(names: list[str], threads: int | None = None,
-                 models: dict[str, str] | None = None) -> list[Stage]:
-    """Instantiate the named stages; `models` picks a model id per stage (e.g. scenes)."""
+                 models: dict[str, str | None] | None = None) -> list[Stage]:
+    """Instantiate the named stages; `models` picks a model id per manifest role
+    ("objects", "scenes", "face_detector", "face_analyzer"; None: the role's default)."""
     import importlib
 
+    models = models or {}
     stages = []
     for name in names:
         if name not in REGISTRY:
             raise ValueError(f"unknown stage {name!r} (known: {', '.join(REGISTRY)})")
-        module, cls = REGISTRY[name].split(":")
+        target, roles = REGISTRY[name]
+        module, cls = target.split(":")
         stage_class = getattr(importlib.import_module(module), cls)
-        stages.append(stage_class(model_id=(models or {}).get(name), threads=threads))
+        stages.append(stage_class(*(models.get(role) for role in roles), threads=threads))
     return stages

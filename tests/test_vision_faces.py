@@ -15,12 +15,14 @@ from PIL import Image
 from conftest import TESTMEDIA
 from galprof.errors import ModelMismatch
 from galprof.gallery.frames import decode_photo
+from galprof.payloads import encode
+from galprof.people.params import RELATIONS
 from galprof.stages import Frame
 from galprof.vision.faces import (FaceAnalyzer, FaceAttributes, FaceBox, FaceDetector,
                                   FacesStage, FaceTunables)
 
 LONG_SIDE = 1280
-MALE_THRESHOLD = FaceTunables().male_threshold
+MALE_THRESHOLD = RELATIONS.male_threshold
 
 
 def read_labels(testmedia: Path) -> list[dict]:
@@ -326,8 +328,7 @@ def stage(detector, analyzer) -> FacesStage:
 
 def test_stage_photo_payload(stage, photo):
     frame = photo("faces/photoprism/pp_face_18.jpg")      # one near face, one ~30 px far away
-    payload = stage.run([frame], {})
-    arrays = payload.pop("arrays")
+    payload, arrays = encode(stage.run([frame], {}))
     json.dumps(payload)
     faces = payload["frames"][0]["faces"]
     assert payload["faces"] == len(faces) == 2
@@ -346,10 +347,11 @@ def test_stage_photo_payload(stage, photo):
 
 def test_stage_boxes_are_in_original_pixels(stage, photo):
     frame = photo("faces/deepface/img1.jpg")
-    full = stage.run([frame], {})["frames"][0]["faces"][0]
+    full = stage.run([frame], {}).to_json()["frames"][0]["faces"][0]
     h, w = frame.image.shape[:2]
     half = np.asarray(Image.fromarray(frame.image).resize((w // 2, h // 2), Image.BILINEAR))
-    scaled = stage.run([Frame(0, None, half, frame.scale * (w // 2) / w)], {})["frames"][0]["faces"][0]
+    scaled = stage.run([Frame(0, None, half, frame.scale * (w // 2) / w)], {}).to_json()[
+        "frames"][0]["faces"][0]
     side = full["box"][2] - full["box"][0]
     assert np.allclose(full["box"], scaled["box"], atol=0.06 * side)
     assert np.allclose(full["keypoints"], scaled["keypoints"], atol=0.06 * side)
@@ -377,8 +379,7 @@ def test_stage_tracks_one_face_through_a_video(stage, testmedia):
     frames = _video_frames(testmedia / "videos/derived/intel_head-pose-face-detection-male_from_gif.mp4",
                            step=20)
     assert len(frames) >= 5
-    payload = stage.run(frames, {})
-    arrays = payload.pop("arrays")
+    payload, arrays = encode(stage.run(frames, {}))
     json.dumps(payload)
     tracks = {f["track"] for fr in payload["frames"] for f in fr["faces"]}
     assert tracks == {0}

@@ -13,8 +13,9 @@ from PIL import Image
 from galprof.errors import ModelMismatch, ModelMissing
 from galprof.stages import Frame
 from galprof.vision import transforms
-from galprof.vision.scenes import (ITEM_TOP_K, SceneClassifier, SceneLabel, ScenesStage,
-                                   canonical_label)
+from galprof.payloads import SceneLabel, encode
+from galprof.taxonomy import canonical_label
+from galprof.vision.scenes import ITEM_TOP_K, SceneClassifier, ScenesStage
 
 MODEL_IDS = ["mobilenet_v2", "efficientnet_lite0"]
 
@@ -61,8 +62,8 @@ def test_labels_are_canonical_and_agree_across_models(classifiers):
     assert canonical_label("Great grey owl, great gray owl, Strix nebulosa") == "great grey owl"
 
 
-def test_scene_label_to_dict():
-    assert SceneLabel("espresso", 967, 0.96512).to_dict() == {
+def test_scene_label_to_json():
+    assert SceneLabel("espresso", 967, 0.96512).to_json() == {
         "label": "espresso", "index": 967, "score": 0.9651}
 
 
@@ -130,8 +131,7 @@ def test_stage_payload(classifiers, testmedia):
     stage.load()
     china = load_rgb(testmedia, "sklearn_china.jpg")
     frames = [frame_at(china, 0, 0.6), frame_at(china, 12, 0.9)]
-    payload = stage.run(frames, {})
-    arrays = payload.pop("arrays")
+    payload, arrays = encode(stage.run(frames, {}))
     json.dumps(payload)
     assert [f["index"] for f in payload["frames"]] == [0, 12]
     assert all(len(f["top"]) == 5 for f in payload["frames"])
@@ -151,4 +151,4 @@ def test_stage_identity(classifiers, shared_models):
     assert stage.name == "scenes" and stage.requires == ()
     assert stage.version.startswith(classifiers["efficientnet_lite0"].version + "+scenes-r")
     assert ScenesStage("mobilenet_v2").version != stage.version
-    assert stage.run([], {}) == {"frames": [], "scenes": [], "arrays": {}}
+    assert encode(stage.run([], {})) == ({"frames": [], "scenes": []}, {})

@@ -38,6 +38,12 @@ class Model:
     def version(self) -> str:
         return self.spec.version
 
+    def check(self) -> None:
+        """Raise ModelMissing / ModelMismatch now if the model's files are not installed
+        right (cheap: nothing is loaded)."""
+        manifest.locate(self.spec, self.models_dir)
+        manifest.labels(self.spec, self.models_dir)
+
     def load(self) -> "Model":
         """Open the session once; safe to call again."""
         with self._lock:

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from galprof.errors import ModelMismatch
+from galprof.payloads import Face, FacesFrame, FacesPayload, Track
 from galprof.stages import Frame
 from galprof.vision import manifest, transforms
 from galprof.vision.base import Model
@@ -78,8 +79,6 @@ class FaceTunables:
     # Crop side = crop_scale x the detector box. The HSE identity head wants 1.3,
     # age/gender 1.6; one pass at 1.3 keeps the cost to one network call a face.
     crop_scale: float = 1.3
-    # The HSE gender head's threshold (manifest): male when p >= 0.6.
-    male_threshold: float = 0.6
     # Video tracking between consecutive sampled frames: two faces are one track when
     # their identity features agree (cosine) and, for faces without features, when
     # the boxes overlap enough. Sampled frames can be seconds apart, so position alone
@@ -126,7 +125,7 @@ class FaceAttributes:
 
     features: np.ndarray      # float32 (1024,), L2-normalised; compare by dot product
     age: float                # years, expectation over the 0..99 softmax
-    male_prob: float          # sigmoid output; male when >= FaceTunables.male_threshold
+    male_prob: float          # sigmoid output; male when >= RelationParams.male_threshold
 
 
 def _check_outputs(spec, session: Session, names: dict[str, str], widths: dict[str, int]) -> None:
@@ -387,35 +386,18 @@ class _Face:
 
 class FacesStage:
     """The "faces" scan stage: detect faces on every frame, analyse the ones big enough
-    for identity, and track them across the sampled frames of a video.
-
-    Payload (JSON, boxes and keypoints in original oriented media pixels):
-      {"frames": [{"index", "timestamp", "faces": [{"box": [x1, y1, x2, y2], "score",
-                   "keypoints": [[x, y] x 6], "age", "male_prob", "identity",
-                   "feature_row", "track"}]}],
-       "faces": n_faces,
-       "feature_index": [[frame_position, face_position] per features row],
-       "tracks": [{"id", "frames": [frame index...], "faces", "feature_row"}],
-       "arrays": {"features": float32 [n_identity_faces, 1024],
-                  "track_features": float32 [n_tracks_with_features, 1024] (videos only)}}
-    `age`, `male_prob` and `feature_row` are null for faces too small for identity;
-    `track` is null and `tracks` empty for photos.
+    for identity, and track them across the sampled frames of a video (`FacesPayload`,
+    boxes and keypoints in original oriented media pixels; age, gender and features only
+    for faces big enough for identity; tracks only for videos).
     """
 
     name = "faces"
     requires: tuple[str, ...] = ()
 
-    def __init__(self, model_id: str | None = None, threads: int | None = None,
-                 models_dir=None, tunables: FaceTunables = DEFAULT_TUNABLES,
-                 detector: FaceDetector | None = None, analyzer: FaceAnalyzer | None = None,
-                 long_side: int = 1280):
-        """`model_id` may name either model (the manifest role tells which one)."""
-        detector_id = analyzer_id = None
-        if model_id:
-            if manifest.get(model_id).role == FaceDetector.role:
-                detector_id = model_id
-            else:
-                analyzer_id = model_id
+    def __init__(self, detector_id: str | None = None, analyzer_id: str | None = None,
+                 threads: int | None = None, models_dir=None,
+                 tunables: FaceTunables = DEFAULT_TUNABLES, detector: FaceDetector | None = None,
+                 analyzer: FaceAnalyzer | None = None, long_side: int = 1280):
         self.tunables = tunables
         self.detector = detector or FaceDetector(detector_id, threads, models_dir, tunables)
         self.analyzer = analyzer or FaceAnalyzer(analyzer_id, threads, models_dir, tunables)
@@ -428,11 +410,18 @@ class FacesStage:
         return (f"{self.detector.version}+{self.analyzer.version}"
                 f"+faces-r{CODE_REVISION}-{self.tunables.digest()}")
 
+    def models(self):
+        return [self.detector.spec, self.analyzer.spec]
+
+    def check(self) -> None:
+        self.detector.check()
+        self.analyzer.check()
+
     def load(self) -> None:
         self.detector.load()
         self.analyzer.load()
 
-    def run(self, frames: list[Frame], upstream: dict[str, Any]) -> dict:
+    def run(self, frames: list[Frame], upstream: dict[str, Any]) -> FacesPayload:
         t = self.tunables
         faces: list[_Face] = []
         for pos, frame in enumerate(frames):
@@ -482,33 +471,23 @@ def _track(faces: list[_Face], n_frames: int, t: FaceTunables) -> list[list[_Fac
     return tracks
 
 
-def _r(values, digits: int = 1) -> list[float]:
-    return [round(float(v), digits) for v in values]
-
-
 def _payload(frames: list[Frame], faces: list[_Face], tracks: list[list[_Face]],
-             is_video: bool) -> dict:
-    out_frames = [{"index": f.index, "timestamp": f.timestamp, "faces": []} for f in frames]
-    features, feature_index = [], []
+             is_video: bool) -> FacesPayload:
+    out_frames: list[list[Face]] = [[] for _ in frames]
+    features = []
     for face in faces:
         scale = frames[face.frame].scale
-        entry = {
-            "box": _r(face.original_box),
-            "score": round(face.box.score, 3),
-            "keypoints": [_r((x / scale, y / scale)) for x, y in face.box.keypoints],
-            "age": None, "male_prob": None,
-            "identity": face.identity,
-            "feature_row": None,
-            "track": face.track,
-        }
-        if face.attrs is not None:
-            entry["age"] = round(face.attrs.age, 1)
-            entry["male_prob"] = round(face.attrs.male_prob, 3)
-            entry["feature_row"] = len(features)
-            features.append(face.attrs.features)
-            feature_index.append([face.frame, len(out_frames[face.frame]["faces"])])
-        out_frames[face.frame]["faces"].append(entry)
-    arrays = {"features": np.array(features, np.float32).reshape(-1, FaceAnalyzer.FEATURES)}
+        attrs = face.attrs
+        row = None
+        if attrs is not None:
+            row = len(features)
+            features.append(attrs.features)
+        out_frames[face.frame].append(Face(
+            box=tuple(float(v) for v in face.original_box), score=face.box.score,
+            keypoints=[(x / scale, y / scale) for x, y in face.box.keypoints],
+            age=None if attrs is None else attrs.age,
+            male_prob=None if attrs is None else attrs.male_prob,
+            identity=face.identity, feature_row=row, track=face.track))
     out_tracks, track_features = [], []
     for tid, members in enumerate(tracks):
         with_features = [m.attrs.features for m in members if m.attrs is not None]
@@ -517,10 +496,9 @@ def _payload(frames: list[Frame], faces: list[_Face], tracks: list[list[_Face]],
             mean = np.mean(with_features, axis=0)
             row = len(track_features)
             track_features.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
-        out_tracks.append({"id": tid, "frames": [frames[m.frame].index for m in members],
-                           "faces": len(members), "feature_row": row})
-    if is_video:
-        arrays["track_features"] = np.array(track_features, np.float32).reshape(
-            -1, FaceAnalyzer.FEATURES)
-    return {"frames": out_frames, "faces": len(faces), "feature_index": feature_index,
-            "tracks": out_tracks, "arrays": arrays}
+        out_tracks.append(Track(tid, [frames[m.frame].index for m in members], len(members), row))
+    dim = FaceAnalyzer.FEATURES
+    return FacesPayload(
+        [FacesFrame(f.index, f.timestamp, found) for f, found in zip(frames, out_frames)],
+        out_tracks, np.array(features, np.float32).reshape(-1, dim),
+        np.array(track_features, np.float32).reshape(-1, dim) if is_video else None, is_video)

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from galprof.errors import ModelMismatch
+from galprof.payloads import Detection, ObjectsPayload, VideoRule
 from galprof.stages import Frame
 from galprof.vision import transforms
 from galprof.vision.base import Model
 from galprof.vision.runtime import Session
 
-# Score kept for a label with no threshold of its own: MANIFEST.md found 0.3 right for YOLOX.
+# The detector keeps every box scoring at least this: MANIFEST.md found 0.3 right for
+# YOLOX. Stricter per-class thresholds (the taxonomy's) are applied when the profile is
+# built, so they can change without a re-scan; none may be below this floor.
 DEFAULT_THRESHOLD = 0.3
 # Same-class boxes overlapping more than this are one object (the YOLOX reference value).
 NMS_IOU = 0.45
@@ -35,27 +37,8 @@ TILE_EDGE_MARGIN = 0.02
 # A tile detection lying this much (fraction of its area) inside a larger same-label
 # box is a piece of that object seen by one tile, not another object.
 TILE_CONTAINED = 0.8
-# In a video, an object seen in one sampled frame only is often a flicker of the detector…
-VIDEO_MIN_FRAMES = 2
-# …unless the detector is sure of it.
-VIDEO_HIGH_CONFIDENCE = 0.6
 # Bump when this module's output for the same pixels and model changes (cache key).
-CODE_REVISION = 1
-
-
-@dataclass(frozen=True)
-class Detection:
-    label: str
-    score: float
-    box: tuple[float, float, float, float]   # x1, y1, x2, y2 in input-image pixels
-
-    def to_dict(self) -> dict:
-        return {"label": self.label, "score": round(float(self.score), 4),
-                "box": [round(float(v), 1) for v in self.box]}
-
-    def scaled(self, factor: float) -> "Detection":
-        """The same detection with its box multiplied by `factor`."""
-        return Detection(self.label, self.score, tuple(float(v) * factor for v in self.box))
+CODE_REVISION = 2
 
 
 class ObjectDetector(Model):
@@ -212,69 +195,40 @@ def _tile_starts(length: int, tile: int, step: int) -> list[int]:
 
 
 class ObjectsStage:
-    """The "objects" scan stage: detections per frame and a per-item object summary.
-
-    Payload: {"frames": [{"index", "detections": [Detection.to_dict()]}],
-    "objects": [{"label", "score" (max), "frames_seen", "count" (max per frame),
-    "box" (of the best detection)}]}, boxes in original (oriented) media pixels.
-    For a video (several frames), an object is listed when seen in at least
-    VIDEO_MIN_FRAMES frames or once with a score of at least VIDEO_HIGH_CONFIDENCE.
-    """
+    """The "objects" scan stage: the detections of every frame (`ObjectsPayload`), boxes
+    in original (oriented) media pixels, every box scoring at least DEFAULT_THRESHOLD.
+    `ObjectsPayload.summary()` gives the per-label summary with the video rule."""
 
     name = "objects"
     requires: tuple[str, ...] = ()
     long_side = 416   # the detector letterboxes to 416 anyway: larger frames only cost decoding
 
     def __init__(self, model_id: str | None = None, threads: int | None = None,
-                 models_dir: Path | None = None, thresholds: Mapping[str, float] | None = None,
-                 detector: ObjectDetector | None = None):
-        if thresholds is None and detector is None:
-            # per-class score thresholds are data: the taxonomy's `threshold` per COCO label
-            from galprof import taxonomy
-            tax = taxonomy.load()
-            thresholds = {label: tax.coco_threshold(label) for label in tax.labels("coco")}
-        self.detector = detector or ObjectDetector(model_id, threads, models_dir, thresholds)
+                 models_dir: Path | None = None, detector: ObjectDetector | None = None):
+        self.detector = detector or ObjectDetector(model_id, threads, models_dir)
 
     @property
     def version(self) -> str:
         d = self.detector
-        settings = json.dumps([sorted(d.thresholds.items()), d.default_threshold, d.iou_threshold,
-                               VIDEO_MIN_FRAMES, VIDEO_HIGH_CONFIDENCE])
+        settings = json.dumps([sorted(d.thresholds.items()), d.default_threshold, d.iou_threshold])
         digest = hashlib.sha256(settings.encode()).hexdigest()[:8]
         return f"{d.version}+objects-r{CODE_REVISION}-{digest}"
+
+    def models(self):
+        return [self.detector.spec]
+
+    def check(self) -> None:
+        self.detector.check()
 
     def load(self) -> None:
         self.detector.load()
 
-    def run(self, frames: list[Frame], upstream: dict[str, Any]) -> dict:
-        per_frame = []
-        for frame in frames:
-            found = [d.scaled(1.0 / frame.scale) for d in self.detector.predict(frame.image)]
-            per_frame.append((frame.index, found))
-        return {
-            "frames": [{"index": i, "detections": [d.to_dict() for d in found]}
-                       for i, found in per_frame],
-            "objects": summarise([found for _, found in per_frame]),
-        }
+    def run(self, frames: list[Frame], upstream: dict[str, Any]) -> ObjectsPayload:
+        return ObjectsPayload([(frame.index, [d.scaled(1.0 / frame.scale)
+                                              for d in self.detector.predict(frame.image)])
+                               for frame in frames])
 
 
-def summarise(frames: list[list[Detection]]) -> list[dict]:
-    """Per-label summary over frames, with the video rule applied when there are several."""
-    by_label: dict[str, dict] = {}
-    for found in frames:
-        counts: dict[str, int] = {}
-        for d in found:
-            counts[d.label] = counts.get(d.label, 0) + 1
-            entry = by_label.setdefault(d.label, {"label": d.label, "score": 0.0,
-                                                  "frames_seen": 0, "count": 0, "box": None})
-            if d.score > entry["score"]:
-                entry["score"] = round(float(d.score), 4)
-                entry["box"] = [round(float(v), 1) for v in d.box]
-        for label, n in counts.items():
-            by_label[label]["frames_seen"] += 1
-            by_label[label]["count"] = max(by_label[label]["count"], n)
-    objects = list(by_label.values())
-    if len(frames) > 1:
-        objects = [o for o in objects
-                   if o["frames_seen"] >= VIDEO_MIN_FRAMES or o["score"] >= VIDEO_HIGH_CONFIDENCE]
-    return sorted(objects, key=lambda o: -o["score"])
+def summarise(frames: list[list[Detection]], rule: VideoRule = VideoRule()) -> list[dict]:
+    """Per-label summary (JSON) over frames, with the video rule when there are several."""
+    return [o.to_json() for o in ObjectsPayload(list(enumerate(frames))).summary(rule=rule)]

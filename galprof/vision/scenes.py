@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from galprof.payloads import SceneLabel, ScenesPayload
+from galprof.taxonomy.labels import canonical_label
 from galprof.vision import manifest, transforms
 from galprof.vision.base import Model
 from galprof.vision.runtime import open_session
@@ -37,21 +39,6 @@ FRAME_TOP_K = 5
 ITEM_TOP_K = 10
 # Bump when this module's output for the same pixels and model changes (cache key).
 CODE_REVISION = 1
-
-
-def canonical_label(line: str) -> str:
-    """ImageNet's canonical name: the first comma-separated synonym, lowercased."""
-    return line.split(",")[0].strip().lower()
-
-
-@dataclass(frozen=True)
-class SceneLabel:
-    label: str      # canonical ImageNet name
-    index: int      # ImageNet class index, 0..999 (background excluded)
-    score: float    # probability
-
-    def to_dict(self) -> dict:
-        return {"label": self.label, "index": self.index, "score": round(float(self.score), 4)}
 
 
 @dataclass
@@ -133,12 +120,9 @@ class SceneClassifier(Model):
 
 
 class ScenesStage:
-    """The "scenes" scan stage.
-
-    Payload: {"frames": [{"index", "top": [SceneLabel.to_dict()] (FRAME_TOP_K)}],
-    "scenes": the ITEM_TOP_K classes of the mean probabilities over frames,
-    "arrays": {"features": float32 mean feature vector over frames}}.
-    """
+    """The "scenes" scan stage (`ScenesPayload`): the FRAME_TOP_K classes of every frame,
+    the ITEM_TOP_K classes of the mean probabilities over frames, and the mean feature
+    vector over frames (the photo's features)."""
 
     name = "scenes"
     requires: tuple[str, ...] = ()
@@ -154,19 +138,21 @@ class ScenesStage:
     def version(self) -> str:
         return f"{self.classifier.version}+scenes-r{CODE_REVISION}-{self.classifier.crop}"
 
+    def models(self):
+        return [self.classifier.spec]
+
+    def check(self) -> None:
+        self.classifier.check()
+
     def load(self) -> None:
         self.classifier.load()
 
-    def run(self, frames, upstream: dict[str, Any]) -> dict:
+    def run(self, frames, upstream: dict[str, Any]) -> ScenesPayload:
         outputs = [(f.index, self.classifier.analyse(f.image)) for f in frames]
         if not outputs:
-            return {"frames": [], "scenes": [], "arrays": {}}
+            return ScenesPayload([], [])
         mean_probs = np.mean([o.probabilities for _, o in outputs], axis=0)
         mean_features = np.mean([o.features for _, o in outputs], axis=0).astype(np.float32)
-        return {
-            "frames": [{"index": i, "top": [s.to_dict() for s in
-                                            self.classifier.top(o.probabilities, FRAME_TOP_K)]}
-                       for i, o in outputs],
-            "scenes": [s.to_dict() for s in self.classifier.top(mean_probs, ITEM_TOP_K)],
-            "arrays": {"features": mean_features},
-        }
+        return ScenesPayload(
+            [(i, self.classifier.top(o.probabilities, FRAME_TOP_K)) for i, o in outputs],
+            self.classifier.top(mean_probs, ITEM_TOP_K), mean_features)

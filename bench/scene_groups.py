@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     from galprof.inspect import describe_media
-    from galprof.scan import ScanOptions, scan
+    from galprof.pipeline import Settings, run
     from galprof.stages import build_stages
     from galprof.store import open_store
 
@@ -35,7 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "g.db")
         stages = build_stages(["objects", "scenes"], models={"scenes": args.scene_model})
-        scan(store, paths, ScanOptions(stages=stages))
+        run(store, paths, Settings(stages=stages))
         hits = top_hits = 0
         for rel, want in expected.items():
             info = describe_media(store, str(args.media / rel))

@@ -25,6 +25,22 @@ class DatabaseBusy(SetupError):
     """Another galprof process holds the database for writing."""
 
 
+class StageFailed(SetupError):
+    """A stage failed on the first files it ran on: its model or runtime is broken."""
+
+    def __init__(self, stage, content_hashes: list[str], reason: str):
+        models = getattr(stage, "models", None)
+        what = ", ".join(f"{m.id} ({m.file})" for m in models()) if callable(models) else ""
+        super().__init__(
+            f"the {stage.name} stage failed on each of the first {len(content_hashes)} files "
+            f"it ran on, last with: {reason.split(': ', 1)[-1]}. Its model"
+            + (f" {what}" if what else "") + " or the runtime may be broken: check with "
+            "`galprof models verify`, reinstall with `galprof models install`, or leave the "
+            f"stage out with --stages. Everything read so far is kept.")
+        self.stage_name = stage.name
+        self.content_hashes = list(content_hashes)
+
+
 class MediaError(GalprofError):
     """One media file cannot be read. Recorded against the file; never aborts a scan."""
 

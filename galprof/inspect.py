@@ -2,57 +2,66 @@
 
 from __future__ import annotations
 
-from galprof.store.db import Store
+
+def _payload_json(result) -> dict | None:
+    if result.payload is None:
+        return None
+    to_json = getattr(result.payload, "to_json", None)
+    return to_json() if to_json else result.payload
 
 
-def describe_media(store: Store, path: str) -> dict | None:
-    row = store.media_by_path(path)
+def describe_media(store, path: str) -> dict | None:
+    row = store.media.by_path(path)
     if row is None:
         return None
-    media = dict(row)
-    frames = [dict(r) for r in store.conn.execute(
-        "SELECT idx, timestamp, width, height FROM frames WHERE media_id = ? ORDER BY idx",
-        (row["id"],))]
-    results = store.results(row["content_hash"]) if row["content_hash"] else {}
-    info = {"media": media, "frames": frames, "results": results,
-            "errors": [dict(e) for e in store.errors_for(path)], "sections": []}
-    objects = results.get("objects", {}).get("payload", {}).get("objects") or []
-    if objects:
-        info["sections"].append({"title": "objects", "lines": [
-            f"{o['label']:<16} {o['score']:.2f}  box {[round(v) for v in o.get('box', [])]}"
-            for o in objects]})
-    scenes = results.get("scenes", {}).get("payload", {}).get("scenes") or []
-    if scenes:
+    results = store.results.all(row["content_hash"])
+    info = {"media": row, "frames": store.media.frames(row["id"]),
+            "results": {stage: {"version": r.version, "tier": r.tier, "error": r.error,
+                                "payload": _payload_json(r)} for stage, r in results.items()},
+            "errors": store.media.errors_for(path), "sections": []}
+    failed = [f"{stage}: {r.error}" for stage, r in results.items() if r.error]
+    if failed:
+        info["sections"].append({"title": "stage failures", "lines": failed})
+    objects = results.get("objects")
+    if objects and objects.payload is not None:
+        summary = objects.payload.summary()
+        if summary:
+            info["sections"].append({"title": "objects", "lines": [
+                f"{o.label:<16} {o.score:.2f}  box {[round(v) for v in o.box or []]}"
+                for o in summary]})
+    scenes = results.get("scenes")
+    if scenes and scenes.payload is not None and scenes.payload.scenes:
         info["sections"].append({"title": "scenes", "lines": [
-            f"{s['label']:<24} {s['score']:.2f}" for s in scenes[:5]]})
-    faces = results.get("faces", {}).get("payload")
-    if faces:
+            f"{s.label:<24} {s.score:.2f}" for s in scenes.payload.scenes[:5]]})
+    faces = results.get("faces")
+    if faces and faces.payload is not None:
+        persons = store.people.persons_of(row["id"])
         lines = []
-        people = {(r["frame_idx"], r["face_idx"]): r["person_id"] for r in store.conn.execute(
-            "SELECT frame_idx, face_idx, person_id FROM faces WHERE media_id = ?", (row["id"],))}
-        for f in faces["frames"]:
-            for i, face in enumerate(f["faces"]):
-                who = people.get((f["index"], face["track"] if face.get("track") is not None else i))
-                attrs = (f"age {face['age']:.0f}, male {face['male_prob']:.2f}"
-                         if face.get("age") is not None else "too small for identity")
-                lines.append(f"frame {f['index']}: box {[round(v) for v in face['box']]} "
-                             f"score {face['score']:.2f}, {attrs}"
-                             + (f", person {who}" if who is not None else ""))
-        info["sections"].append({"title": f"faces ({faces['faces']})", "lines": lines})
+        for frame, _, face, key in faces.payload.faces():
+            who = persons.get(key)
+            attrs = (f"age {face.age:.0f}, male {face.male_prob:.2f}"
+                     if face.age is not None else "too small for identity")
+            lines.append(f"frame {frame.index}: box {[round(v) for v in face.box]} "
+                         f"score {face.score:.2f}, {attrs}"
+                         + (f", person {who}" if who is not None else ""))
+        info["sections"].append({"title": f"faces ({faces.payload.count})", "lines": lines})
     from galprof import privacy
     info["privacy"] = privacy.describe(store, row)
     info["sections"].append({"title": "privacy", "lines": [
         ("private" if info["privacy"]["private"] else "public") + ": "
         + "; ".join(info["privacy"]["reasons"])]
-        + [f"uploaded {u['at']} to {u['server']} ({u['bytes']} bytes)" for u in info["privacy"]["uploads"]]})
+        + [f"uploaded {u['at']} to {u['server']} ({u['bytes']} bytes, {u['status']})"
+           for u in info["privacy"]["uploads"]]})
 
     from galprof import taxonomy
     from galprof.profile import item_categories
 
-    cats = item_categories(results, taxonomy.load())
+    payloads = {stage: r.payload for stage, r in results.items() if r.payload is not None}
+    cats = item_categories(payloads, taxonomy.load())
     if cats:
         info["categories"] = [{"category": c, "group": g, "confidence": round(v, 4)}
                               for c, g, v in sorted(cats, key=lambda x: -x[2])]
         info["sections"].append({"title": "categories", "lines": [
             f"{c['group']} / {c['category']}  {c['confidence']:.2f}" for c in info["categories"]]})
     return info
+

@@ -116,6 +116,17 @@ def _data_files() -> tuple[Path, Path]:
     return geocode, countries
 
 
+def data_version() -> str:
+    """What the places depend on besides the coordinates: the GeoNames data's package
+    version and the limits above (part of the places pass's inputs)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        data = version(_DATA_PACKAGE)
+    except PackageNotFoundError:
+        data = "missing"
+    return f"{_DATA_PACKAGE} {data}; {CITY_LIMIT_KM} {COUNTRY_LIMIT_KM} {URBAN_DENSITY_PER_KM2}"
+
+
 def gazetteer() -> _Gazetteer:
     """The places, loaded once per process on first use (about 1.5 s and 100 MB)."""
     global _gazetteer

@@ -13,19 +13,24 @@ A media item is private when (any of):
 A video is public only if every sampled frame is public. Everything else is public.
 
 Per-item decisions come from the store (faces results, the faces/people tables, the
-marks), so `apply_privacy` is a cheap gallery-level pass that can run after every scan.
+marks), so `apply_privacy` is a cheap gallery pass (galprof/pipeline/passes.py) that runs
+whenever one of those inputs changed. All SQL is in `galprof.store.privacy`.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 from galprof.errors import GalprofError
-from galprof.store.db import Store, content_hash, now
+from galprof.gallery.hashing import hash_file
+from galprof.payloads import FaceKey, FacesPayload
+
+# Stage results the decisions read (part of the privacy pass's inputs).
+INPUT_STAGES = ("faces",)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,9 @@ class PrivacyThresholds:
                 raise ValueError(f"privacy threshold {name} = {value} is out of range "
                                  f"[{low}, {high}]")
 
+    def digest(self) -> str:
+        return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:16]
+
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, float] | None) -> "PrivacyThresholds":
         """Defaults with `overrides` applied; unknown names and bad values raise ValueError."""
@@ -70,6 +78,10 @@ class PrivacyThresholds:
 DEFAULT_THRESHOLDS = PrivacyThresholds()
 
 
+def thresholds_of(settings) -> PrivacyThresholds:
+    return getattr(settings, "privacy", None) or DEFAULT_THRESHOLDS
+
+
 @dataclass
 class Decision:
     private: bool
@@ -81,19 +93,17 @@ class People:
     """What the people pass knows about one media item's faces."""
 
     clustered: bool = False                                     # faces materialised for it
-    # (frame index, face position in the frame's payload) -> person id (None: unassigned);
-    # for a video: (first frame of the face track, track id) -> person id
-    persons: dict[tuple[int, int], int | None] = field(default_factory=dict)
+    persons: dict[FaceKey, int | None] = field(default_factory=dict)   # face row -> person
     items: dict[int, int] = field(default_factory=dict)         # person -> media items seen in
     names: dict[int, str] = field(default_factory=dict)         # person -> name (named ones)
 
 
-def decide(media: Mapping, faces_payload: dict | None, marked: bool, people: People | None,
+def decide(media: Mapping, faces: FacesPayload | None, marked: bool, people: People | None,
            thresholds: PrivacyThresholds = DEFAULT_THRESHOLDS) -> Decision:
     """The privacy decision for one media item (see the module docstring for the rules).
 
     media: a media row (kind, width, height: displayed original pixels);
-    faces_payload: the "faces" stage payload, boxes in original pixels (None: not run).
+    faces: the "faces" stage payload, boxes in original pixels (None: not run).
     """
     t = thresholds
     found: dict[str, list] = {}     # reason -> frame indexes, to keep video reasons short
@@ -105,46 +115,39 @@ def decide(media: Mapping, faces_payload: dict | None, marked: bool, people: Peo
 
     if marked:
         add("marked private by the user")
-    if faces_payload is None:
+    if faces is None:
         add("faces not analysed yet (private until the faces stage has run)")
     else:
         width, height = media["width"], media["height"]
         people = people or People()
         lo, hi = (1 - t.central_region) / 2, (1 + t.central_region) / 2
-        for position, frame in enumerate(faces_payload.get("frames", [])):
-            index = frame.get("index", position)
-            for k, face in enumerate(frame.get("faces", [])):
-                if (face.get("score") or 1.0) < t.min_face_score:
-                    continue
-                x1, y1, x2, y2 = face["box"]
-                if not width or not height:
-                    add("a face in an image of unknown size", index)
-                    continue
-                cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
-                fw, fh = (x2 - x1) / width, (y2 - y1) / height
-                if lo <= cx <= hi and lo <= cy <= hi and max(fw, fh) > t.face_fraction:
-                    add(f"a face over {t.face_fraction:.0%} of the image in its central "
-                        f"{t.central_region:.0%}", index)
-                if not face.get("identity"):
-                    continue
-                if face.get("track") is not None:
-                    # the people pass keeps one row per video face track:
-                    # (first frame of the track, track id)
-                    key = next((fk for fk in people.persons if fk[1] == face["track"]), None)
-                else:
-                    key = (index, k) if (index, k) in people.persons else (position, k)
-                if not people.clustered or key not in people.persons:
-                    add("a recognisable face of a person not clustered yet (private until "
-                        "the people pass has grouped the faces)", index)
-                    continue
-                person = people.persons[key]
-                if person is None:
-                    continue
-                if person in people.names:
-                    add(f"a face of {people.names[person]} (a named person)", index)
-                elif people.items.get(person, 0) >= t.close_person_items:
-                    add(f"a face of a close person (person {person}, in "
-                        f"{people.items[person]} items)", index)
+        for frame, _, face, key in faces.faces():
+            index = frame.index
+            if (face.score or 1.0) < t.min_face_score:
+                continue
+            x1, y1, x2, y2 = face.box
+            if not width or not height:
+                add("a face in an image of unknown size", index)
+                continue
+            cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
+            fw, fh = (x2 - x1) / width, (y2 - y1) / height
+            if lo <= cx <= hi and lo <= cy <= hi and max(fw, fh) > t.face_fraction:
+                add(f"a face over {t.face_fraction:.0%} of the image in its central "
+                    f"{t.central_region:.0%}", index)
+            if not face.identity:
+                continue
+            if not people.clustered or key not in people.persons:
+                add("a recognisable face of a person not clustered yet (private until "
+                    "the people pass has grouped the faces)", index)
+                continue
+            person = people.persons[key]
+            if person is None:
+                continue
+            if person in people.names:
+                add(f"a face of {people.names[person]} (a named person)", index)
+            elif people.items.get(person, 0) >= t.close_person_items:
+                add(f"a face of a close person (person {person}, in "
+                    f"{people.items[person]} items)", index)
     if not found:
         what = "every sampled frame is" if media["kind"] == "video" else "it is"
         return Decision(False, [f"public: {what} free of large central faces and of close "
@@ -161,199 +164,129 @@ def decide(media: Mapping, faces_payload: dict | None, marked: bool, people: Peo
 # -------------------------------------------------------------- from the store
 
 
-def _faces_payload(store: Store, digest: str | None) -> dict | None:
-    if not digest:
-        return None
-    row = store.conn.execute("SELECT payload FROM results WHERE content_hash = ? AND "
-                             "stage = 'faces'", (digest,)).fetchone()
-    return json.loads(row[0]) if row else None
-
-
-def _person_stats(store: Store) -> tuple[dict[int, int], dict[int, str]]:
-    items = dict(store.conn.execute(
-        "SELECT person_id, count(DISTINCT media_id) FROM faces WHERE person_id IS NOT NULL "
-        "GROUP BY person_id").fetchall())
-    names = dict(store.conn.execute(
-        "SELECT id, name FROM people WHERE name IS NOT NULL AND name != ''").fetchall())
-    return items, names
-
-
-def _people_for(store: Store, media_id: int, items, names) -> People:
-    rows = store.conn.execute("SELECT frame_idx, face_idx, person_id FROM faces "
-                              "WHERE media_id = ?", (media_id,)).fetchall()
-    return People(clustered=bool(rows), persons={(r[0], r[1]): r[2] for r in rows},
-                  items=items, names=names)
-
-
-def is_marked(store: Store, path: str, digest: str | None) -> bool:
-    return store.conn.execute(
-        "SELECT 1 FROM private_marks WHERE path = ? OR (content_hash IS NOT NULL AND "
-        "content_hash = ?) LIMIT 1", (path, digest)).fetchone() is not None
-
-
-def decide_for(store: Store, media: Mapping,
+def decide_for(store, media: Mapping,
                thresholds: PrivacyThresholds = DEFAULT_THRESHOLDS) -> Decision:
     """A fresh decision for one media row, read from the store now."""
-    items, names = _person_stats(store)
-    return decide(media, _faces_payload(store, media["content_hash"]),
-                  is_marked(store, media["path"], media["content_hash"]),
-                  _people_for(store, media["id"], items, names), thresholds)
+    persons = store.people.persons_of(media["id"]) if media.get("id") is not None else {}
+    people = People(bool(persons), persons, store.people.items_per_person(),
+                    store.people.names(named_only=True))
+    return decide(media, store.results.payload(media["content_hash"], "faces", arrays=False),
+                  store.privacy.is_marked(media["path"], media["content_hash"]), people,
+                  thresholds)
 
 
-def _in_transaction(store: Store):
-    class _Tx:
-        def __enter__(self):
-            self.own = not store.conn.in_transaction
-            if self.own:
-                store.conn.execute("BEGIN IMMEDIATE")
-
-        def __exit__(self, exc_type, *exc):
-            if self.own:
-                store.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-    return _Tx()
-
-
-def _save(store: Store, media_id: int, decision: Decision) -> None:
-    store.conn.execute("UPDATE media SET private = ?, private_reason = ? WHERE id = ?",
-                       (int(decision.private), "\n".join(decision.reasons), media_id))
-
-
-def apply_privacy(store: Store, thresholds: PrivacyThresholds = DEFAULT_THRESHOLDS
-                  ) -> dict[str, int]:
+def apply_privacy(store, thresholds: PrivacyThresholds = DEFAULT_THRESHOLDS) -> dict[str, int]:
     """Decide every readable media item and record `private` and `private_reason`.
 
-    Returns {"private": n, "public": n}."""
-    conn = store.conn
-    items, names = _person_stats(store)
-    marked_paths = {r[0] for r in conn.execute("SELECT path FROM private_marks")}
-    marked_hashes = {r[0] for r in conn.execute(
-        "SELECT content_hash FROM private_marks WHERE content_hash IS NOT NULL")}
-    persons: dict[int, dict] = {}
-    for media_id, frame_idx, face_idx, person in conn.execute(
-            "SELECT media_id, frame_idx, face_idx, person_id FROM faces"):
-        persons.setdefault(media_id, {})[(frame_idx, face_idx)] = person
-    counts = {"private": 0, "public": 0}
-    decided = []
-    # One streaming pass (payloads are not all held in memory), then one write.
-    for row in conn.execute(
-            "SELECT m.id, m.path, m.content_hash, m.kind, m.width, m.height, r.payload "
-            "FROM media m LEFT JOIN results r ON r.content_hash = m.content_hash "
-            "AND r.stage = 'faces' WHERE m.status != 'failed' AND m.kind IS NOT NULL"):
-        people = People(clustered=row["id"] in persons, persons=persons.get(row["id"], {}),
-                        items=items, names=names)
-        marked = row["path"] in marked_paths or row["content_hash"] in marked_hashes
-        payload = json.loads(row["payload"]) if row["payload"] else None
-        decision = decide(row, payload, marked, people, thresholds)
-        decided.append((int(decision.private), "\n".join(decision.reasons), row["id"]))
-        counts["private" if decision.private else "public"] += 1
-    with _in_transaction(store):
-        conn.executemany("UPDATE media SET private = ?, private_reason = ? WHERE id = ?", decided)
+    Returns {"private": n, "public": n}. Runs in one transaction, so a mark made while
+    it runs is either seen or applied after it (a mark sets its item private itself)."""
+    with store.transaction():
+        items = store.people.items_per_person()
+        names = store.people.names(named_only=True)
+        marked_paths, marked_hashes = store.privacy.marks()
+        persons = store.people.persons_by_media()
+        counts = {"private": 0, "public": 0}
+        decided = []
+        for row, faces in store.privacy.decision_rows():
+            media_id, path, digest = row["id"], _path(row["path"]), row["content_hash"]
+            people = People(media_id in persons, persons.get(media_id, {}), items, names)
+            marked = path in marked_paths or digest in marked_hashes
+            decision = decide(row, faces, marked, people, thresholds)
+            decided.append((media_id, decision.private, "\n".join(decision.reasons)))
+            counts["private" if decision.private else "public"] += 1
+        store.privacy.save_decisions(decided)
     return counts
+
+
+def _path(value) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 # -------------------------------------------------------------- marks and listings
 
 
-def _targets(store: Store, path: Path) -> list[tuple[str, str | None, int | None]]:
+def _targets(store, path: Path) -> list[tuple[str, str | None, int | None]]:
     """(path, content hash, media id) for a file, or for every known item under a folder."""
     absolute = os.path.abspath(path)
     if os.path.isdir(absolute):
-        rows = store.media_under([Path(absolute)])
+        rows = store.media.under([absolute])
         if not rows:
-            raise GalprofError(f"{path}: no scanned media under this folder; scan it first")
+            raise GalprofError(f"{_shown(path)}: no scanned media under this folder; scan it first")
         return [(p, r["content_hash"], r["id"]) for p, r in sorted(rows.items())]
-    row = store.media_by_path(absolute)
+    row = store.media.by_path(absolute)
     if row is not None:
         return [(absolute, row["content_hash"], row["id"])]
     if not os.path.isfile(absolute):
-        raise GalprofError(f"{path}: no such file")
+        raise GalprofError(f"{_shown(path)}: no such file")
     try:
-        return [(absolute, content_hash(Path(absolute)), None)]
+        return [(absolute, hash_file(absolute), None)]
     except OSError as e:
-        raise GalprofError(f"{path}: cannot read ({e.strerror})") from None
+        raise GalprofError(f"{_shown(path)}: cannot read ({e.strerror})") from None
 
 
-def _redecide(store: Store, media_id: int | None,
+def _shown(path) -> str:
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _redecide(store, media_id: int | None,
               thresholds: PrivacyThresholds = DEFAULT_THRESHOLDS) -> None:
     if media_id is None:
         return
-    row = store.conn.execute("SELECT * FROM media WHERE id = ?", (media_id,)).fetchone()
+    row = store.media.by_id(media_id)
     if row is not None and row["status"] != "failed" and row["kind"]:
-        _save(store, media_id, decide_for(store, row, thresholds))
+        d = decide_for(store, row, thresholds)
+        store.privacy.save_decisions([(media_id, d.private, "\n".join(d.reasons))])
 
 
-def mark(store: Store, paths: list[Path]) -> list[str]:
+def mark(store, paths: list[Path]) -> list[str]:
     """Mark files (or every known item under a folder) private; returns the paths marked.
 
     A file not scanned yet is marked by its path and content hash, so the first scan
-    already finds it private."""
+    already finds it private. The item's decision is updated in the same transaction."""
     done = []
     targets = [t for p in paths for t in _targets(store, p)]
-    with _in_transaction(store):
+    with store.transaction():
         for path, digest, media_id in targets:
-            if not is_marked(store, path, digest):
-                store.conn.execute("INSERT INTO private_marks (path, content_hash, marked_at) "
-                                   "VALUES (?, ?, ?)", (path, digest, now()))
+            if not store.privacy.is_marked(path, digest):
+                store.privacy.add_mark(path, digest)
             _redecide(store, media_id)
             done.append(path)
     return done
 
 
-def unmark(store: Store, paths: list[Path]) -> list[str]:
+def unmark(store, paths: list[Path]) -> list[str]:
     """Remove the marks of files (by path or content hash); returns the paths unmarked."""
     done = []
     targets = [t for p in paths for t in _targets(store, p)]
-    with _in_transaction(store):
+    with store.transaction():
         for path, digest, media_id in targets:
-            cur = store.conn.execute(
-                "DELETE FROM private_marks WHERE path = ? OR (content_hash IS NOT NULL AND "
-                "content_hash = ?)", (path, digest))
-            if cur.rowcount:
+            if store.privacy.remove_marks(path, digest):
                 done.append(path)
             _redecide(store, media_id)
     return done
 
 
-def list_private(store: Store) -> list[dict]:
+def list_private(store) -> list[dict]:
     """Private items with their reasons, and marks of files not scanned (yet)."""
-    out = [{"path": r["path"], "kind": r["kind"], "marked": is_marked(store, r["path"],
-                                                                      r["content_hash"]),
-            "reasons": (r["private_reason"] or "").splitlines()}
-           for r in store.conn.execute("SELECT path, kind, content_hash, private_reason "
-                                       "FROM media WHERE private = 1 ORDER BY path")]
+    marked_paths, marked_hashes = store.privacy.marks()
+    out = [{"path": r["path"], "kind": r["kind"],
+            "marked": r["path"] in marked_paths or r["content_hash"] in marked_hashes,
+            "reasons": r["reasons"]} for r in store.privacy.private_items()]
     listed = {o["path"] for o in out}
-    for r in store.conn.execute(
-            "SELECT m.path FROM private_marks m WHERE NOT EXISTS (SELECT 1 FROM media x WHERE "
-            "x.path = m.path OR x.content_hash = m.content_hash) ORDER BY m.path"):
-        if r[0] not in listed:
-            out.append({"path": r[0], "kind": None, "marked": True,
+    for path in store.privacy.unscanned_marks():
+        if path not in listed:
+            out.append({"path": path, "kind": None, "marked": True,
                         "reasons": ["marked private by the user (not scanned yet)"]})
     return out
 
 
-def uploads(store: Store, limit: int | None = None, path: str | None = None) -> list[dict]:
-    """The upload audit log, newest first."""
-    sql = "SELECT id, at, path, content_hash, bytes, images, sha256, server, status FROM uploads"
-    args: list = []
-    if path:
-        sql += " WHERE path = ?"
-        args.append(path)
-    sql += " ORDER BY id DESC"
-    if limit:
-        sql += " LIMIT ?"
-        args.append(limit)
-    return [dict(r) for r in store.conn.execute(sql, args)]
-
-
-def describe(store: Store, media: Mapping) -> dict:
+def describe(store, media: Mapping) -> dict:
     """For `galprof show`: private or public and why, the tier of each result, and the
     uploads of this item. The decision is computed now, from the current store."""
     decision = decide_for(store, media)
-    tiers = {r[0]: r[1] for r in store.conn.execute(
-        "SELECT stage, tier FROM results WHERE content_hash = ?", (media["content_hash"],))}
-    sent = [dict(r) for r in store.conn.execute(
-        "SELECT at, server, bytes, images, status FROM uploads WHERE content_hash = ? "
-        "ORDER BY id", (media["content_hash"],))]
+    tiers = {stage: r.tier for stage, r in store.results.all(media["content_hash"]).items()}
+    sent = [{k: u[k] for k in ("at", "server", "bytes", "images", "status")}
+            for u in reversed(store.privacy.uploads(content_hash=media["content_hash"]))]
     return {"private": decision.private, "reasons": decision.reasons,
-            "marked": is_marked(store, media["path"], media["content_hash"]),
+            "marked": store.privacy.is_marked(media["path"], media["content_hash"]),
             "tiers": tiers, "uploads": sent}

@@ -2,9 +2,9 @@
 
 `build_profile` never runs a model: it reads media rows and cached stage results,
 maps labels to interests through the taxonomy (so a taxonomy change needs no
-re-scan) and adds the gallery-level passes (people, places, descriptor) when they
-are available. `profile.schema.json` beside this file describes every key;
-adding a key is fine, changing one bumps SCHEMA_VERSION.
+re-scan) and adds what the gallery passes recorded (people, places, descriptor).
+`profile.schema.json` beside this file describes every key; adding a key is fine,
+changing one bumps SCHEMA_VERSION.
 """
 
 from __future__ import annotations
@@ -14,28 +14,16 @@ from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from galprof.store.db import Store
-
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("profile.schema.json")
 
 
-def _present(store: Store) -> list:
-    """Media that are in the gallery now and were read (failed files count only as failed)."""
-    return store.conn.execute(
-        "SELECT * FROM media WHERE status != 'failed' ORDER BY path").fetchall()
-
-
-def _gallery(store: Store, media: list) -> dict:
-    roots = sorted({m["root"] for m in media} | {
-        r[0] for r in store.conn.execute("SELECT DISTINCT root FROM media")})
-    frames = store.conn.execute(
-        "SELECT count(*) FROM frames JOIN media ON media.id = frames.media_id "
-        "WHERE media.status != 'failed'").fetchone()[0]
-    failed = store.conn.execute("SELECT count(*) FROM media WHERE status = 'failed'").fetchone()[0]
-    kinds = Counter(m["kind"] for m in media)
-    return {"roots": roots, "photos": kinds.get("photo", 0), "videos": kinds.get("video", 0),
-            "frames": frames, "failed": failed}
+def _gallery(store, media: list) -> dict:
+    counts = store.media.counts()
+    roots = sorted({m["root"] for m in media} | set(store.media.roots()))
+    return {"roots": roots, "photos": counts["photos"], "videos": counts["videos"],
+            "frames": counts["frames"], "failed": counts["failed"],
+            "private": store.privacy.counts()["private"]}
 
 
 def _month(taken_at: str | None) -> str | None:
@@ -53,15 +41,17 @@ def _cameras(media: list) -> list[dict]:
             for (make, model), n in sorted(cams.items(), key=lambda kv: (-kv[1], str(kv[0])))]
 
 
-def item_categories(results: dict[str, dict], taxonomy) -> list[tuple[str, str, float]]:
-    """(fine category, group, confidence) of one media item, from its cached stage payloads.
+def item_categories(results: dict, taxonomy) -> list[tuple[str, str, float]]:
+    """(fine category, group, confidence) of one media item, from its stage results
+    (stage -> payload). Objects count above the taxonomy's per-class thresholds, applied
+    here, so a taxonomy change needs no re-scan.
 
     A group reached only through the indoor/outdoor decision (a couch means Indoors)
     gets the scene group, or "indoor"/"outdoor", as its subcategory."""
-    objects = [(o["label"], o["score"]) for o in
-               (results.get("objects", {}).get("payload", {}).get("objects") or [])]
-    scenes = [(s["label"], s["score"], s.get("index")) for s in
-              (results.get("scenes", {}).get("payload", {}).get("scenes") or [])]
+    objects_payload, scenes_payload = results.get("objects"), results.get("scenes")
+    objects = [(o.label, o.score) for o in
+               (objects_payload.summary(taxonomy.coco_threshold) if objects_payload else [])]
+    scenes = [(s.label, s.score, s.index) for s in (scenes_payload.scenes if scenes_payload else [])]
     if not objects and not scenes:
         return []
     item = taxonomy.categorize(objects, scenes)
@@ -74,7 +64,7 @@ def item_categories(results: dict[str, dict], taxonomy) -> list[tuple[str, str, 
     return out
 
 
-def _categories(store: Store, media: list) -> tuple[list[dict], list[dict]]:
+def _categories(store, media: list) -> tuple[list[dict], list[dict]]:
     from galprof import taxonomy as taxonomy_mod
 
     tax = taxonomy_mod.load()
@@ -83,8 +73,9 @@ def _categories(store: Store, media: list) -> tuple[list[dict], list[dict]]:
     for m in media:
         if not m["content_hash"]:
             continue
-        results = store.results(m["content_hash"])
-        if "objects" not in results and "scenes" not in results:
+        results = {stage: r.payload for stage, r in store.results.all(m["content_hash"]).items()
+                   if r.payload is not None and stage in ("objects", "scenes")}
+        if not results:
             continue
         analysed += 1
         for category, group, confidence in item_categories(results, tax):
@@ -110,13 +101,14 @@ def _categories(store: Store, media: list) -> tuple[list[dict], list[dict]]:
     return categories, interests
 
 
-def _locations(media: list) -> list[dict]:
+def _locations(store) -> list[dict]:
     from galprof import places
 
-    items = [{"path": m["path"], "lat": m["gps_lat"], "lon": m["gps_lon"],
-              "taken_at": m["taken_at"], "kind": m["kind"]}
-             for m in media if m["gps_lat"] is not None and m["gps_lon"] is not None]
-    return places.summarise(items) if items else []
+    located = store.passes.places()
+    items = [{"path": r["path"], "taken_at": r["taken_at"], "kind": r["kind"]} for r in located]
+    found = [places.Place(r["city"], r["admin1"], r["country"], r["country_code"], r["lat"],
+                          r["lon"], r["distance_km"]) for r in located]
+    return places.summarise(items, places=found) if items else []
 
 
 def _locations_group(locations: list[dict], analysed: int) -> dict | None:
@@ -131,43 +123,23 @@ def _locations_group(locations: list[dict], analysed: int) -> dict | None:
             "subcategories": subs}
 
 
-def _descriptor(store: Store, media: list) -> dict:
-    """The user descriptor: the paper's attention pooling of the photo features (one per
-    photo, the mean over frames for a video: the scene classifier's pooled layer) when a
-    trained aggregator is installed (`infer.default_path()`), else their mean, saying so."""
-    import numpy as np
-
-    from galprof.aggregate import infer
-    from galprof.store.db import unpack_arrays
-
-    present = {m["content_hash"] for m in media}
-    feats = []
-    for digest, blob in store.conn.execute(
-            "SELECT content_hash, arrays FROM results WHERE stage = 'scenes' AND arrays IS NOT NULL"):
-        if digest in present:
-            arrays = unpack_arrays(blob)
-            if "features" in arrays:
-                feats.append(arrays["features"])
-    if not feats:
-        return {}
-    path = infer.default_path()
-    aggregator = infer.load_aggregator(path) if path.exists() else None
-    out = infer.describe(np.stack(feats), aggregator, top=15)
-    out.pop("weights")
-    out["interests"] = [{"category": c, "probability": round(p, 4)} for c, p in out["interests"]]
-    return {**out, "items": len(feats)}
+EMPTY_PEOPLE = {"people": [], "owner": None, "relations": [],
+                "demography": {"bins": [], "male": [], "female": []}}
 
 
-def build_profile(store: Store) -> dict:
-    from galprof.people.gallery import profile_sections
+def build_profile(store) -> dict:
+    """The profile document, from the store: the media and their cached stage results,
+    and what the gallery passes recorded (people, places, descriptor)."""
+    from galprof.pipeline.passes import current_output
 
-    media = _present(store)
+    media = store.media.present()
     categories, interests = _categories(store, media)
-    locations = _locations(media)
+    locations = _locations(store)
     group = _locations_group(locations, len(media))
     if group:
         categories.append(group)
-    profile = {
+    people = (store.passes.output("people") or {}).get("facts") or EMPTY_PEOPLE
+    return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "gallery": _gallery(store, media),
@@ -176,12 +148,9 @@ def build_profile(store: Store) -> dict:
         "categories": categories,
         "interests": interests,
         "locations": locations,
-        **profile_sections(store),
-        "descriptor": _descriptor(store, media),
+        **{k: people.get(k, EMPTY_PEOPLE[k]) for k in EMPTY_PEOPLE},
+        "descriptor": current_output(store, "descriptor") or {},
     }
-    private = store.conn.execute("SELECT count(*) FROM media WHERE private = 1").fetchone()[0]
-    profile["gallery"]["private"] = private
-    return profile
 
 
 def schema() -> dict:

@@ -12,10 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from galprof.cli import cli
-from galprof.passes import run_gallery_passes
-from galprof.people.gallery import profile_sections, purge_biometrics
+from galprof.people import fixes
 from galprof.profile import build_profile, schema
-from galprof.scan import ScanOptions, scan
+from galprof.pipeline import Settings, run
 from galprof.stages import build_stages
 from galprof.store import open_store
 
@@ -57,9 +56,12 @@ def faces_stage():
 @pytest.fixture
 def scanned(tmp_path, gallery, faces_stage):
     store = open_store(tmp_path / "g.db")
-    scan(store, [gallery], ScanOptions(stages=faces_stage))
-    run_gallery_passes(store)
+    run(store, [gallery], Settings(stages=faces_stage))
     return store
+
+
+def people_facts(store) -> dict:
+    return store.passes.output("people")["facts"]
 
 
 def _person_of(store, name):
@@ -69,7 +71,7 @@ def _person_of(store, name):
 
 
 def test_owner_from_front_camera_selfies(scanned):
-    owner = profile_sections(scanned)["owner"]
+    owner = people_facts(scanned)["owner"]
     # pp_face_3 (tiny face) and pp_face_8 (no face found) cannot count; the two others do
     assert owner is not None and owner["guess"] is False and owner["selfies"] >= 2
     b = Counter(p for name in SELFIES_OF_B for p in _person_of(scanned, name) if p)
@@ -104,7 +106,7 @@ def test_profile_people_sections_validate(scanned):
 def test_names_and_fixes_survive_rescans(tmp_path, scanned, gallery, faces_stage):
     runner = CliRunner()
     db = str(scanned.path)
-    owner = profile_sections(scanned)["owner"]["person_id"]
+    owner = people_facts(scanned)["owner"]["person_id"]
     assert runner.invoke(cli, ["people", "name", str(owner), "Bea", "--db", db]).exit_code == 0
     obama = _person_of(scanned, "obama.jpg")[0]
     # split one obama photo off by hand, then re-scan with a new photo and recluster
@@ -133,20 +135,18 @@ def test_incremental_assignment_after_a_new_photo(tmp_path, gallery, testmedia, 
     shutil.copytree(gallery, root)
     (root / "obama3.jpg").unlink(missing_ok=True)
     store = open_store(tmp_path / "g.db")
-    scan(store, [root], ScanOptions(stages=faces_stage))
-    run_gallery_passes(store)
+    run(store, [root], Settings(stages=faces_stage))
     obama = _person_of(store, "obama.jpg")[0]
     shutil.copyfile(testmedia / "faces/face_recognition/obama3.jpg", root / "obama3.jpg")
-    scan(store, [root], ScanOptions(stages=faces_stage))
-    stats = run_gallery_passes(store)["people"]
+    stats = run(store, [root], Settings(stages=faces_stage)).passes["people"]
     assert stats["assigned"] >= 1
     assert _person_of(store, "obama3.jpg") == [obama]
 
 
 def test_purge_removes_biometric_data(scanned):
     assert scanned.conn.execute("SELECT count(*) FROM faces WHERE features IS NOT NULL").fetchone()[0] > 10
-    n = purge_biometrics(scanned)
+    n = fixes.purge(scanned)
     assert n > 10
-    assert scanned.conn.execute("SELECT count(*) FROM faces WHERE features IS NOT NULL").fetchone()[0] == 0
+    assert scanned.conn.execute("SELECT count(*) FROM faces").fetchone()[0] == 0
     assert scanned.conn.execute("SELECT count(*) FROM results WHERE stage = 'faces'").fetchone()[0] == 0
     assert scanned.conn.execute("SELECT count(*) FROM people WHERE centroid IS NOT NULL").fetchone()[0] == 0

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from galprof import privacy
 from galprof.cli import cli
 from galprof.gallery.frames import decode
+from galprof.payloads import FacesFrame, FacesPayload
 from galprof.privacy import People, PrivacyThresholds, decide
-from galprof.scan import ScanOptions, scan
+from galprof.pipeline import Settings, run
 from galprof.store import open_store
 
 from conftest import SHARED_MODELS
@@ -32,7 +33,7 @@ def faces_stage():
     return stage
 
 
-def analyse(stage, path: Path) -> tuple[dict, dict]:
+def analyse(stage, path: Path) -> tuple[dict, FacesPayload]:
     """(media row fields, faces payload) as a scan would store them."""
     kind = "video" if path.suffix == ".mp4" else "photo"
     decoded = decode(path, kind, stage.long_side, 5, 4)
@@ -40,9 +41,9 @@ def analyse(stage, path: Path) -> tuple[dict, dict]:
     return media, stage.run(decoded.frames, {})
 
 
-def clustered(payload: dict, person, items: int = 0, name: str | None = None) -> People:
+def clustered(payload: FacesPayload, person, items: int = 0, name: str | None = None) -> People:
     """What the people pass would record: every face of the payload assigned to `person`."""
-    persons = {(f["index"], k): person for f in payload["frames"] for k in range(len(f["faces"]))}
+    persons = {key: person for _, _, _, key in payload.faces()}
     return People(True, persons, {person: items} if person else {},
                   {person: name} if name else {})
 
@@ -59,7 +60,7 @@ def test_a_large_central_face_is_private(faces_stage, testmedia):
 
 def test_small_faces_depend_on_who_they_are(faces_stage, testmedia):
     media, payload = analyse(faces_stage, testmedia / "scenes/ul_bus.jpg")
-    assert sum(len(f["faces"]) for f in payload["frames"]) >= 2
+    assert payload.count >= 2
     first_scan = decide(media, payload, False, None)
     assert first_scan.private and "not clustered yet" in first_scan.reasons[0]
     assert not decide(media, payload, False, clustered(payload, None)).private   # strangers
@@ -89,9 +90,9 @@ def test_a_video_is_public_only_if_every_frame_is(faces_stage, testmedia):
     assert decision.reasons[0].startswith(
         "a face over 20% of the image in its central 60% (frames 0,")
     # One private frame is enough: keep only the last frame's faces.
-    for frame in payload["frames"][:-1]:
-        frame["faces"] = []
-    last = payload["frames"][-1]["index"]
+    payload.frames = [FacesFrame(f.index, f.timestamp, []) for f in payload.frames[:-1]] \
+        + payload.frames[-1:]
+    last = payload.frames[-1].index
     assert decide(media, payload, False, clustered(payload, None)).reasons == [
         f"a face over 20% of the image in its central 60% (frame {last})"]
 
@@ -105,7 +106,7 @@ def test_thresholds_are_range_checked():
 
 
 def _scan(store, root: Path, faces_stage):
-    summary = scan(store, [root], ScanOptions(stages=[faces_stage]))
+    summary = run(store, [root], Settings(stages=[faces_stage]))
     assert summary.failed == 0
     return privacy.apply_privacy(store)
 
@@ -115,26 +116,22 @@ def test_gallery_pass_reads_the_people_tables(faces_stage, testmedia, tmp_path):
     root.mkdir()
     shutil.copy(testmedia / "scenes/ul_bus.jpg", root / "bus.jpg")
     with open_store(tmp_path / "g.db") as store:
-        assert _scan(store, root, faces_stage) == {"private": 1, "public": 0}
-        row = store.media_by_path(str(root / "bus.jpg"))
-        assert "not clustered yet" in row["private_reason"]
-        # What the people pass writes: the faces, then their person.
-        payload = store.results(row["content_hash"])["faces"]["payload"]
-        person = store.conn.execute("INSERT INTO people (name, created_at) VALUES (NULL, 'now')"
-                                    ).lastrowid
-        for frame in payload["frames"]:
-            for k, face in enumerate(frame["faces"]):
-                store.conn.execute("INSERT INTO faces (media_id, frame_idx, face_idx, box) VALUES "
-                                   "(?, ?, ?, ?)", (row["id"], frame["index"], k,
-                                                    json.dumps(face["box"])))
-        assert privacy.apply_privacy(store) == {"private": 0, "public": 1}
-        store.conn.execute("UPDATE faces SET person_id = ?", (person,))
+        # the people pass ran: the bus's faces are strangers to each other (one photo)
+        assert _scan(store, root, faces_stage) == {"private": 0, "public": 1}
+        row = store.media.by_path(str(root / "bus.jpg"))
+        assert row["private_reason"].startswith("public")
+        faces = store.people.clusterable()
+        assert len(faces.ids) >= 2 and all(p is None for p in faces.person)
+        with store.transaction():              # what a user's merge would make of them
+            person = store.people.new_person(manual=True)
+            store.people.set_person(faces.ids, person)
         assert privacy.apply_privacy(store) == {"private": 0, "public": 1}   # seen once only
         close = PrivacyThresholds(close_person_items=1)
         assert privacy.apply_privacy(store, close) == {"private": 1, "public": 0}
-        store.conn.execute("UPDATE people SET name = 'Ann'")
+        with store.transaction():
+            store.people.rename(person, "Ann")
         assert privacy.apply_privacy(store) == {"private": 1, "public": 0}
-        info = privacy.describe(store, store.media_by_path(str(root / "bus.jpg")))
+        info = privacy.describe(store, store.media.by_path(str(root / "bus.jpg")))
         assert info["private"] and info["reasons"] == ["a face of Ann (a named person)"]
         assert info["tiers"] == {"faces": "device"} and info["uploads"] == []
 
@@ -180,8 +177,6 @@ def test_marks_survive_rescans_and_moves(faces_stage, testmedia, tmp_path):
 def test_video_face_tracks_map_to_their_people(faces_stage, testmedia, tmp_path):
     """The people pass keeps one faces row per video track; a named person in any frame
     makes the video private."""
-    from galprof.passes import run_gallery_passes
-
     root = tmp_path / "g"
     root.mkdir()
     video = root / "clip.mp4"
@@ -189,9 +184,8 @@ def test_video_face_tracks_map_to_their_people(faces_stage, testmedia, tmp_path)
     for name in ("obama.jpg", "obama1.jpg"):
         shutil.copyfile(testmedia / "faces/face_recognition" / name, root / name)
     store = open_store(tmp_path / "g.db")
-    scan(store, [root], ScanOptions(stages=[faces_stage], max_frames=6))
-    run_gallery_passes(store)
-    row = store.media_by_path(str(video))
+    run(store, [root], Settings(stages=[faces_stage], max_frames=6))
+    row = store.media.by_path(str(video))
     tracks = store.conn.execute("SELECT frame_idx, face_idx, track FROM faces WHERE media_id = ?",
                                 (row["id"],)).fetchall()
     assert tracks and all(r["face_idx"] == r["track"] for r in tracks)

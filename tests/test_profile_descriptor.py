@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from galprof.cli import cli
 from galprof.profile import build_profile
-from galprof.scan import ScanOptions, scan
+from galprof.pipeline import Settings, run
 from galprof.stages import build_stages
 from galprof.store import open_store
 
@@ -17,7 +17,7 @@ PHOTOS = ["scenes/darknet_dog.jpg", "scenes/skimage_coffee.png", "scenes/ul_bus.
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, testmedia):
     s = open_store(tmp_path_factory.mktemp("desc") / "g.db")
-    scan(s, [testmedia / p for p in PHOTOS], ScanOptions(stages=build_stages(["scenes"]), max_frames=4))
+    run(s, [testmedia / p for p in PHOTOS], Settings(stages=build_stages(["scenes"]), max_frames=4))
     return s
 
 

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from galprof import privacy
 from galprof.remote import MAX_BODY_BYTES
 from galprof.remote.client import offload
-from galprof.scan import ScanOptions, scan
+from galprof.pipeline import Settings, run
 from galprof.store import open_store
 
 from conftest import SHARED_MODELS
@@ -136,7 +136,7 @@ def gallery(tmp_path_factory, testmedia):
         mp.setenv("GALPROF_MODELS", str(SHARED_MODELS))
         with open_store(db) as store:
             privacy.mark(store, [Path(paths[MARKED_BEFORE_SCAN])])   # not scanned yet
-            summary = scan(store, [root], ScanOptions(FRAME_STEP, MAX_FRAMES, stages=_stages()))
+            summary = run(store, [root], Settings(stages=_stages(), frame_step=FRAME_STEP, max_frames=MAX_FRAMES))
             assert summary.failed == 0, summary.failures
             store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return Gallery(root, db, paths)
@@ -153,8 +153,8 @@ def copy_store(gallery: Gallery, tmp_path: Path):
 
 
 def _tiers(store, path: str) -> dict[str, str]:
-    row = store.media_by_path(path)
-    return {stage: r["tier"] for stage, r in store.results(row["content_hash"]).items()}
+    row = store.media.by_path(path)
+    return {stage: r.tier for stage, r in store.results.all(row["content_hash"]).items()}
 
 
 def _iou(a, b) -> float:
@@ -179,14 +179,14 @@ def test_private_photos_never_reach_the_server(gallery, server, tmp_path):
     summary, warnings = _run(store, server.url, server.token)
     received = server.entries()[before:]
 
-    hashes = {rel: store.media_by_path(p)["content_hash"] for rel, p in gallery.paths.items()}
+    hashes = {rel: store.media.by_path(p)["content_hash"] for rel, p in gallery.paths.items()}
     private_rels = PRIVATE_BY_RULES + [MARKED_BEFORE_SCAN, MARKED_AFTER_SCAN]
     arrived = {e["item"] for e in received}
     assert not arrived & {hashes[r] for r in private_rels}, "a private item reached the server"
     assert arrived == {hashes[r] for r in PUBLIC}
     assert all(e["status"] == "accepted" and not e["exif"] for e in received)
     # The device's audit log names exactly the bytes the server received.
-    audit = privacy.uploads(store)
+    audit = store.privacy.uploads()
     assert {s for u in audit for s in u["sha256"].split(",")} == {e["sha256"] for e in received}
     assert {u["path"] for u in audit} == {gallery.paths[r] for r in PUBLIC}
     assert all(u["status"] == "ok" and u["server"] == server.url for u in audit)
@@ -207,10 +207,10 @@ def test_private_photos_never_reach_the_server(gallery, server, tmp_path):
     assert any("central" in r for r in listed[gallery.paths[PRIVATE_BY_RULES[0]]]["reasons"])
 
     # The remote tier finds the small kites and people that one 416 px look misses.
-    kite = store.media_by_path(gallery.paths["scenes/coral_kite_and_cold.jpg"])["content_hash"]
+    kite = store.media.by_path(gallery.paths["scenes/coral_kite_and_cold.jpg"])["content_hash"]
     with open_store(gallery.db) as device_store:
-        device = device_store.results(kite)["objects"]["payload"]["objects"]
-    remote = store.results(kite)["objects"]["payload"]["objects"]
+        device = [o.to_json() for o in device_store.results.payload(kite, "objects").summary()]
+    remote = [o.to_json() for o in store.results.payload(kite, "objects").summary()]
     count = lambda objects, label: max([o["count"] for o in objects if o["label"] == label] or [0])
     assert count(remote, "kite") > count(device, "kite")
     # Boxes come back in original pixels, like the device stage's: the best kite is one box.
@@ -218,13 +218,13 @@ def test_private_photos_never_reach_the_server(gallery, server, tmp_path):
     assert _iou(best(remote), best(device)) > 0.7
 
     # A re-scan keeps the remote results, and a second offload has nothing to send.
-    rescan = scan(store, [gallery.root], ScanOptions(FRAME_STEP, MAX_FRAMES, stages=_stages()))
+    rescan = run(store, [gallery.root], Settings(stages=_stages(), frame_step=FRAME_STEP, max_frames=MAX_FRAMES))
     assert rescan.analysed == 0 and rescan.unchanged == len(gallery.paths)
     assert _tiers(store, gallery.paths[PUBLIC[0]])["objects"] == "remote"
     again, _ = _run(store, server.url, server.token)
     assert again.candidates == 0 and len(server.entries()) == before + len(received)
 
-    info = privacy.describe(store, store.media_by_path(gallery.paths[PUBLIC[0]]))
+    info = privacy.describe(store, store.media.by_path(gallery.paths[PUBLIC[0]]))
     assert info["private"] is False and info["tiers"]["objects"] == "remote"
     assert len(info["uploads"]) == 1
     store.close()
@@ -239,7 +239,7 @@ def test_wrong_token_or_no_server_keeps_device_results(gallery, server, tmp_path
     # (the file the other tests mark after the scan is public here)
     assert summary.upgraded == 0 and summary.kept_on_device == summary.candidates == len(PUBLIC) + 1
     assert len(server.entries()) == before          # nothing was analysed or logged
-    assert {u["status"] for u in privacy.uploads(store)} == {"401"}
+    assert {u["status"] for u in store.privacy.uploads()} == {"401"}
     for rel in PUBLIC:
         assert set(_tiers(store, gallery.paths[rel]).values()) == {"device"}
 
@@ -353,7 +353,7 @@ def test_tls_with_cert_and_key(gallery, tmp_path):
         summary, warnings = _run(store, secure.url, secure.token, roots=[
             Path(gallery.paths["scenes/skimage_coffee.png"])], verify=cert)
         assert summary.upgraded == 1 and warnings == []
-        assert privacy.uploads(store)[0]["server"] == secure.url
+        assert store.privacy.uploads()[0]["server"] == secure.url
         # Without the CA the certificate is refused: the scan's results stay on the device.
         _, warnings = _run(store, secure.url, secure.token, roots=[
             Path(gallery.paths["scenes/tfod_image10.jpg"])], retries=0)
@@ -379,8 +379,8 @@ def test_scan_cli_with_remote(server, testmedia, tmp_path):
                                  "--frame-step", str(FRAME_STEP), "--max-frames", str(MAX_FRAMES)])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["passes"]["privacy"] == {"private": 1, "public": 1}
-    assert out["passes"]["remote"]["upgraded"] == 1 and out["passes"]["remote"]["images"] == 1
+    assert (out["passes"]["privacy"]["private"], out["passes"]["privacy"]["public"]) == (1, 1)
+    assert out["remote"]["upgraded"] == 1 and out["remote"]["images"] == 1
     assert len(server.entries()) == before + 1
     with open_store(tmp_path / "g.db") as store:
         assert _tiers(store, str(root / "kites.jpg"))["objects"] == "remote"

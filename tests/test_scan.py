@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from galprof.errors import DatabaseBusy, SetupError
-from galprof.scan import ScanOptions, scan
+from galprof.pipeline import Settings, run
 from galprof.store import open_store
 
 
@@ -70,17 +70,17 @@ def gallery(tmp_path, testmedia):
 def test_first_scan_and_unchanged_rescan(tmp_path, gallery):
     store = open_store(tmp_path / "g.db")
     stage = MeanColour()
-    s1 = scan(store, [gallery], ScanOptions(stages=[stage]))
+    s1 = run(store, [gallery], Settings(stages=[stage]))
     assert (s1.new, s1.photos, s1.videos, s1.failed) == (6, 4, 1, 1)
     assert s1.failures[0]["path"].endswith("phf_corrupted.heic")
     assert stage.runs == 5
-    row = store.media_by_path(str(gallery / "Camera/intel_asl_learn.mkv"))
+    row = store.media.by_path(str(gallery / "Camera/intel_asl_learn.mkv"))
     frames = store.conn.execute("SELECT count(*) FROM frames WHERE media_id = ?", (row["id"],)).fetchone()[0]
     assert frames == s1.frames - 4 > 1
-    cached = store.results(row["content_hash"], with_arrays=True)["colour"]
-    assert cached["arrays"]["means"].shape == (frames, 3)
+    cached = store.results.get(row["content_hash"], "colour")
+    assert cached.payload["arrays"]["means"].shape == (frames, 3)
 
-    s2 = scan(store, [gallery], ScanOptions(stages=[stage]))
+    s2 = run(store, [gallery], Settings(stages=[stage]))
     assert (s2.new, s2.unchanged, s2.analysed, s2.failed) == (0, 6, 0, 0)
     assert stage.runs == 5                      # nothing opened again
     assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -89,58 +89,56 @@ def test_first_scan_and_unchanged_rescan(tmp_path, gallery):
 def test_moved_renamed_deleted_changed(tmp_path, gallery):
     store = open_store(tmp_path / "g.db")
     stage = MeanColour()
-    scan(store, [gallery], ScanOptions(stages=[stage]))
+    run(store, [gallery], Settings(stages=[stage]))
     runs = stage.runs
     old = gallery / "Camera/pp_dog_orange.jpg"
-    before = store.media_by_path(str(old))
+    before = store.media.by_path(str(old))
     new = gallery / "Moved" / "renamed_dog.jpg"
     new.parent.mkdir()
     os.rename(old, new)
     (gallery / "Camera/pp_limes.jpg").unlink()
     heic = gallery / "Camera/pp_iPhone7.heic"
     shutil.copyfile(gallery / "Camera/mei_FujiFilm_S2Pro_paris_gps.jpg", heic)   # content changed
-    s = scan(store, [gallery], ScanOptions(stages=[stage]))
+    s = run(store, [gallery], Settings(stages=[stage]))
     assert (s.moved, s.removed, s.changed, s.new) == (1, 1, 1, 0)
-    after = store.media_by_path(str(new))
+    after = store.media.by_path(str(new))
     assert after["id"] == before["id"] and after["taken_at"] == before["taken_at"]
-    assert store.media_by_path(str(old)) is None
-    assert store.media_by_path(str(gallery / "Camera/pp_limes.jpg")) is None
+    assert store.media.by_path(str(old)) is None
+    assert store.media.by_path(str(gallery / "Camera/pp_limes.jpg")) is None
     # the changed file's new content equals a known one's, so its result comes from the cache
     assert stage.runs == runs
-    assert store.media_by_path(str(heic))["format"] == "JPEG"
+    assert store.media.by_path(str(heic))["format"] == "JPEG"
 
 
 def test_new_stage_version_reruns_only_that_stage(tmp_path, gallery):
     store = open_store(tmp_path / "g.db")
     colour, bright = MeanColour("1"), Brightness()
-    scan(store, [gallery], ScanOptions(stages=[bright, colour]))     # order from `requires`
-    row = store.media_by_path(str(gallery / "Camera/pp_limes.jpg"))
-    res = store.results(row["content_hash"])
-    assert res["brightness"]["payload"]["brightness"] > 0
+    run(store, [gallery], Settings(stages=[bright, colour]))     # order from `requires`
+    row = store.media.by_path(str(gallery / "Camera/pp_limes.jpg"))
+    assert store.results.payload(row["content_hash"], "brightness")["brightness"] > 0
     colour2 = MeanColour("2")
-    s = scan(store, [gallery], ScanOptions(stages=[colour2, bright]))
+    s = run(store, [gallery], Settings(stages=[colour2, bright]))
     assert colour2.runs == 5 and s.analysed == 5
-    assert store.results(row["content_hash"])["colour"]["version"] == "2"
+    assert store.results.get(row["content_hash"], "colour").version == "2"
 
 
 def test_missing_root_is_a_setup_error(tmp_path):
     with pytest.raises(SetupError, match="no such file or folder"):
-        scan(open_store(tmp_path / "g.db"), [tmp_path / "nope"])
+        run(open_store(tmp_path / "g.db"), [tmp_path / "nope"])
 
 
 def test_second_writer_gets_a_clear_message(tmp_path, gallery):
     first = open_store(tmp_path / "g.db")
-    first.acquire_writer()
     second = open_store(tmp_path / "g.db")
-    with pytest.raises(DatabaseBusy, match=f"pid {os.getpid()}"):
-        scan(second, [gallery])
-    first.release_writer()
-    assert scan(second, [gallery]).new == 6
+    with first.writer():
+        with pytest.raises(DatabaseBusy, match=f"pid {os.getpid()}"):
+            run(second, [gallery])
+    assert run(second, [gallery]).new == 6
 
 
 def test_corrupt_files_are_recorded_and_the_scan_goes_on(tmp_path, testmedia):
     store = open_store(tmp_path / "g.db")
-    s = scan(store, [testmedia / "corrupt"])
+    s = run(store, [testmedia / "corrupt"])
     failed = {Path(f["path"]).name: f["reason"] for f in s.failures}
     assert set(failed) == {"exifreader_truncated_exif_32bytes.jpg", "mei_NegativeArraySize.heif",
                            "mei_beach_height0.jpg", "phf_corrupted.heic", "phf_empty.heic",
@@ -159,7 +157,7 @@ def test_corrupt_files_are_recorded_and_the_scan_goes_on(tmp_path, testmedia):
 
 def test_selfie_evidence(tmp_path, testmedia):
     store = open_store(tmp_path / "g.db")
-    scan(store, [testmedia / "exif/phone", testmedia / "exif/selfie"])
+    run(store, [testmedia / "exif/phone", testmedia / "exif/selfie"])
     selfies = {Path(r["path"]).name: r["selfie_reason"]
                for r in store.conn.execute("SELECT path, selfie_reason FROM media WHERE selfie")}
     assert selfies["dc_iPhone13Pro_IMG_8569_front_camera.HEIC"] == "front-camera lens model"

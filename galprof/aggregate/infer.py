@@ -168,3 +168,28 @@ def describe(features, aggregator: Aggregator | None = None, top: int | None = N
     if aggregator is None:
         return average_descriptor(features)
     return aggregator.describe(features, top)
+
+
+def aggregator_identity() -> list:
+    """Which aggregator the descriptor pass would use (part of its inputs): the path and
+    the size and mtime of its two files."""
+    path = default_path()
+    stamps = []
+    for p in (path.with_suffix(".npz"), path.with_suffix(".json")):
+        st = p.stat() if p.is_file() else None
+        stamps.append((st.st_size, st.st_mtime_ns) if st else None)
+    return [str(path), stamps]
+
+
+def gallery_descriptor(features: list[np.ndarray]) -> dict:
+    """The profile's `descriptor`: the paper's attention pooling of the photo features (one
+    per media item: the scene classifier's pooled layer) when a trained aggregator is
+    installed (`default_path()`), else their mean, saying so. {} without features."""
+    if not features:
+        return {}
+    path = default_path()
+    aggregator = load_aggregator(path) if path.exists() else None
+    out = describe(np.stack(features), aggregator, top=15)
+    out.pop("weights")
+    out["interests"] = [{"category": c, "probability": round(p, 4)} for c, p in out["interests"]]
+    return {**out, "items": len(features)}

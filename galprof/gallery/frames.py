@@ -11,10 +11,13 @@ from __future__ import annotations
 import ctypes
 import io
 import math
+import os
+import stat
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -22,6 +25,7 @@ from PIL import Image, ImageOps
 from galprof.errors import MediaError
 from galprof.gallery.metadata import Metadata, exif_from_bytes, video_metadata
 from galprof.stages import Frame
+from galprof.gallery.hashing import hash_bytes, hash_stream
 
 try:
     import pillow_heif
@@ -38,6 +42,9 @@ Image.MAX_IMAGE_PIXELS = None      # our own check below gives a per-file error 
 _FULL_SIZE_DECODES = threading.BoundedSemaphore(1)
 # A truncated photo is still analysed when at least this share of its rows decoded.
 MIN_DECODED_SHARE = 0.5
+# A photo is read into memory whole (so that what is hashed is what is decoded); a file
+# this big is no phone photo.
+MAX_PHOTO_BYTES = 512 * 1024 * 1024
 
 
 @dataclass
@@ -49,22 +56,22 @@ class Decoded:
     warnings: list[str]
 
 
-def _open_image(path: Path, data: bytes | None = None) -> Image.Image:
-    if data is None and path.stat().st_size == 0:
-        raise MediaError(path, "empty file (0 bytes)")
+def _open_image(data: bytes, name) -> Image.Image:
+    if not data:
+        raise MediaError(name, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data) if data is not None else path)
+            img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
-        raise MediaError(path, f"image too large ({e})") from None
+        raise MediaError(name, f"image too large ({e})") from None
     except (OSError, ValueError, SyntaxError) as e:
-        raise MediaError(path, f"not a readable image ({_short(e)})") from None
+        raise MediaError(name, f"not a readable image ({_short(e)})") from None
     if img.width * img.height > MAX_PIXELS:
-        raise MediaError(path, f"image too large ({img.width}x{img.height} pixels, "
+        raise MediaError(name, f"image too large ({img.width}x{img.height} pixels, "
                                f"limit {MAX_PIXELS // 1_000_000} MP)")
     if img.width <= 0 or img.height <= 0:
-        raise MediaError(path, "image has no pixels (width or height is 0)")
+        raise MediaError(name, "image has no pixels (width or height is 0)")
     return img
 
 
@@ -101,10 +108,9 @@ def _decoded_share(img: Image.Image) -> float:
     return 1 - missing / len(flat)
 
 
-def _load(path: Path, long_side: int, data: bytes | None = None
-          ) -> tuple[Image.Image, tuple[int, int]]:
+def _load(data: bytes, long_side: int, name) -> tuple[Image.Image, tuple[int, int]]:
     """The decoded image (draft-scaled) and the stored size before scaling."""
-    img = _open_image(path, data)
+    img = _open_image(data, name)
     size = img.size
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)               # animated GIF/WebP: the first frame
@@ -138,33 +144,48 @@ except (OSError, AttributeError):   # not glibc (macOS, musl): nothing to do
     _LIBC = None
 
 
-def decode_photo(path: Path, long_side: int) -> Decoded:
+def _photo_bytes(source: bytes | os.PathLike | str) -> tuple[bytes, object]:
+    """(bytes, name for messages) of a photo given as bytes or as a path (convenience)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "<bytes>"
+    with open(source, "rb") as f:
+        return _read_all(f, source), source
+
+
+def _read_all(f: BinaryIO, name) -> bytes:
+    data = f.read(MAX_PHOTO_BYTES + 1)
+    if len(data) > MAX_PHOTO_BYTES:
+        raise MediaError(name, f"file too large for a photo (over {MAX_PHOTO_BYTES >> 20} MB)")
+    return data
+
+
+def decode_photo(source: bytes | os.PathLike | str, long_side: int, name=None) -> Decoded:
     """Metadata and one oriented RGB frame whose long side is at most `long_side`.
 
-    A truncated JPEG is decoded again with an end-of-image marker appended, which
-    makes libjpeg fill the missing rows; it is analysed, with a warning, when at
-    least MIN_DECODED_SHARE of it came through.
+    `source` is the file's bytes (a path is read first, for callers that have only one).
+    A truncated JPEG is decoded again with an end-of-image marker appended, which makes
+    libjpeg fill the missing rows; it is analysed, with a warning, when at least
+    MIN_DECODED_SHARE of it came through.
     """
+    data, default_name = _photo_bytes(source)
+    name = name if name is not None else default_name
     notes: list[str] = []
     try:
-        img, (w, h) = _load(path, long_side)
+        img, (w, h) = _load(data, long_side, name)
     except (OSError, ValueError, SyntaxError, EOFError) as e:
-        if isinstance(e, MediaError) or "truncated" not in str(e):
-            if isinstance(e, MediaError):
-                raise
-            raise MediaError(path, f"cannot decode pixels ({_short(e)})") from None
+        if isinstance(e, MediaError):
+            raise
+        if "truncated" not in str(e):
+            raise MediaError(name, f"cannot decode pixels ({_short(e)})") from None
         try:
-            img, (w, h) = _load(path, long_side, path.read_bytes() + b"\xff\xd9")
+            img, (w, h) = _load(data + b"\xff\xd9", long_side, name)
         except (OSError, ValueError, SyntaxError, EOFError):
-            raise MediaError(path, f"truncated file that does not decode ({_short(e)})") from None
+            raise MediaError(name, f"truncated file that does not decode ({_short(e)})") from None
         share = _decoded_share(img)
         if share < MIN_DECODED_SHARE:
-            raise MediaError(path, f"truncated file: only {share:.0%} of the image decodes")
+            raise MediaError(name, f"truncated file: only {share:.0%} of the image decodes")
         notes.append(f"truncated file: analysed the {share:.0%} of the image that decodes")
-    meta = Metadata()
-    exif_from_bytes(img.info.get("exif"), meta)
-    swap = meta.orientation in (5, 6, 7, 8)
-    meta.width, meta.height = (h, w) if swap else (w, h)
+    meta = _photo_meta(img, w, h)
     if meta.orientation and meta.orientation != 1:
         img = ImageOps.exif_transpose(img)
     img = _fit(img.convert("RGB"), long_side)
@@ -172,23 +193,35 @@ def decode_photo(path: Path, long_side: int) -> Decoded:
     return Decoded(meta, [frame], meta.warnings + notes)
 
 
+def _photo_meta(img: Image.Image, w: int, h: int) -> Metadata:
+    meta = Metadata()
+    exif_from_bytes(img.info.get("exif"), meta)
+    swap = meta.orientation in (5, 6, 7, 8)
+    meta.width, meta.height = (h, w) if swap else (w, h)
+    return meta
+
+
 def _rotate(array: np.ndarray, rotation: int) -> np.ndarray:
     k = (rotation // 90) % 4          # counter-clockwise quarter turns, as PyAV reports
     return np.rot90(array, k) if k else array
 
 
-def decode_video(path: Path, long_side: int, frame_step: int, max_frames: int) -> Decoded:
+def decode_video(source: BinaryIO | os.PathLike | str, long_side: int, frame_step: int,
+                 max_frames: int, name=None) -> Decoded:
     """Metadata and every `frame_step`-th frame, widened so that at most `max_frames` cover
-    the whole video; the container's rotation applied."""
+    the whole video; the container's rotation applied. `source` is an open binary file
+    (what the pipeline hashed) or a path."""
     import av
 
+    name = name if name is not None else source
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = av.open(source if not isinstance(source, (str, os.PathLike)) else str(source),
+                            metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError) as e:
-        raise MediaError(path, f"not a readable video ({_short(e)})") from None
+        raise MediaError(name, f"not a readable video ({_short(e)})") from None
     with container, _FULL_SIZE_DECODES:
         if not container.streams.video:
-            raise MediaError(path, "no video stream")
+            raise MediaError(name, "no video stream")
         meta = video_metadata(container)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -213,45 +246,82 @@ def decode_video(path: Path, long_side: int, frame_step: int, max_frames: int) -
                     break
         except (av.FFmpegError, OSError, ValueError) as e:
             if not frames:
-                raise MediaError(path, f"cannot decode video ({_short(e)})") from None
+                raise MediaError(name, f"cannot decode video ({_short(e)})") from None
             warnings_.append(f"video decoding stopped early ({_short(e)})")
         if not frames:
-            raise MediaError(path, "video has no decodable frames")
+            raise MediaError(name, "video has no decodable frames")
         meta.rotation = rotation
         if rotation % 180:
             meta.width, meta.height = meta.height, meta.width
     return Decoded(meta, frames, warnings_)
 
 
-def decode(path: Path, kind: str, long_side: int, frame_step: int = 5,
+def _video_meta(source, name) -> Metadata:
+    import av
+    try:
+        with av.open(source, metadata_errors="ignore") as container:
+            return video_metadata(container)
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise MediaError(name, f"not a readable video ({_short(e)})") from None
+
+
+def read_media(path: os.PathLike | str, kind: str, long_side: int, frame_step: int = 5,
+               max_frames: int = 40, pixels=True) -> tuple[str, Decoded]:
+    """Read one media file once: (content hash of exactly the bytes read, what they decode to).
+
+    The file is opened once; a photo's bytes are hashed and decoded from memory, a
+    video's are hashed and decoded through the same open file, and a file that changed
+    while being read is refused. `pixels` may be False (only the metadata is read, for a
+    file whose stage results are cached) or a function of the content hash saying
+    whether the pixels are needed. Devices, FIFOs and sockets are never read."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise MediaError(path, e.strerror or str(e)) from None
+    with f:
+        before = os.fstat(f.fileno())
+        if not stat.S_ISREG(before.st_mode):
+            raise MediaError(path, "not a regular file")
+        if kind == "video":
+            digest = hash_stream(f, before.st_size)
+            f.seek(0)
+            pixels = pixels(digest) if callable(pixels) else pixels
+            decoded = (decode_video(f, long_side, frame_step, max_frames, name=path) if pixels
+                       else Decoded(_video_meta(f, path), [], []))
+            after = os.fstat(f.fileno())
+            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+                raise MediaError(path, "the file changed while it was being read; "
+                                       "the next scan reads it again")
+            return digest, decoded
+        data = _read_all(f, path)
+    digest = hash_bytes(data)
+    if pixels(digest) if callable(pixels) else pixels:
+        return digest, decode_photo(data, long_side, name=path)
+    img = _open_image(data, path)
+    meta = _photo_meta(img, *img.size)
+    return digest, Decoded(meta, [], meta.warnings)
+
+
+def decode(path: os.PathLike | str, kind: str, long_side: int, frame_step: int = 5,
            max_frames: int = 40) -> Decoded:
+    """The decoded frames of a file (read_media without the hash)."""
+    return read_media(path, kind, long_side, frame_step, max_frames)[1]
+
+
+def read_metadata(source: bytes | os.PathLike | str, kind: str) -> Metadata:
+    """Metadata only (no pixels decoded)."""
     if kind == "video":
-        return decode_video(path, long_side, frame_step, max_frames)
-    return decode_photo(path, long_side)
+        return _video_meta(io.BytesIO(source) if isinstance(source, bytes) else str(source), source)
+    data, name = _photo_bytes(source)
+    img = _open_image(data, name)
+    return _photo_meta(img, *img.size)
 
 
-def read_metadata(path: Path, kind: str) -> Metadata:
-    """Metadata only (no pixels decoded): for a copy whose stage results are already cached."""
-    if kind == "video":
-        import av
-        try:
-            with av.open(str(path), metadata_errors="ignore") as container:
-                return video_metadata(container)
-        except (av.FFmpegError, OSError, ValueError) as e:
-            raise MediaError(path, f"not a readable video ({_short(e)})") from None
-    img = _open_image(path)
-    meta = Metadata()
-    exif_from_bytes(img.info.get("exif"), meta)
-    swap = meta.orientation in (5, 6, 7, 8)
-    meta.width, meta.height = (img.height, img.width) if swap else img.size
-    return meta
-
-
-def thumbnail(path: Path, long_side: int = 256) -> Image.Image:
+def thumbnail(path: os.PathLike | str, long_side: int = 256) -> Image.Image:
     """A small oriented RGB picture of a photo, or of a video's first frame (for reports)."""
     from galprof.gallery.walk import sniff
 
     with open(path, "rb") as f:
         kind = (sniff(f.read(64)) or ("photo", None))[0]
-    decoded = decode(Path(path), kind, long_side, frame_step=1, max_frames=1)
+    decoded = decode(path, kind, long_side, frame_step=1, max_frames=1)
     return Image.fromarray(decoded.frames[0].image)

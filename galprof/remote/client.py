@@ -1,11 +1,13 @@
 """Offload: send public photos and video frames to `galprof serve`, keep what comes back.
 
-Runs after a scan (the device stages, faces included, have run on every item). It
-re-applies the privacy pass, then for each public item whose objects/scenes results
-are still the device's: re-checks privacy from the store right before the upload,
-re-reads the pixels, downscales them, re-encodes them as JPEG without EXIF (no GPS,
-no camera, no time), sends them, and replaces the device results with the remote
-tier's. Every upload is written to the `uploads` audit table.
+Runs at the end of a pipeline run, after the privacy pass (the device stages, faces
+included, have run on every item). For each public item whose objects/scenes results
+are still the device's: decides privacy again from the store right before the upload,
+reads the file once, and sends only pixels decoded from bytes whose content hash is the
+one that fresh decision was made for (so a file replaced or rewritten since the scan is
+never sent on a stale "public"); the pixels are downscaled and re-encoded as JPEG
+without EXIF (no GPS, no camera, no time). Every upload is logged in the `uploads` audit
+table as "sending" before its bytes leave, then completed.
 
 The scan never depends on the server: when it is down, slow or refuses the token, the
 device results stay, one warning says so, and the offload returns normally.
@@ -26,11 +28,10 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from galprof import privacy
+from galprof import privacy, remote
 from galprof.errors import MediaError, SetupError
-from galprof import remote
+from galprof.payloads import ObjectsPayload, ScenesPayload
 from galprof.remote import API_PREFIX, ITEM_HEADER, MAX_BATCH_IMAGES
-from galprof.store.db import Store, content_hash, now
 
 # Long side of what is sent: enough for the server's tiles to find small objects
 # (bench/remote_gain.py), a quarter of a 12 MP photo's pixels, ~0.2-0.4 MB as JPEG.
@@ -93,6 +94,7 @@ class _Outcome:
     sha256: list[str] = field(default_factory=list)
     status: str = "ok"
     attempts: int = 0              # requests made (each one sent the images)
+    upload_id: int | None = None   # the audit row, written before the first request
     skipped: str | None = None     # why nothing (more) was sent
     stop: str | None = None        # why the whole offload must stop
 
@@ -131,27 +133,20 @@ def encode_jpeg(image, quality: int = JPEG_QUALITY) -> bytes:
     return buf.getvalue()
 
 
-def _candidates(store: Store, roots: list[Path] | None) -> list:
-    rows = store.conn.execute(
-        "SELECT m.* FROM media m WHERE m.private = 0 AND m.status != 'failed' "
-        "AND m.kind IN ('photo', 'video') AND m.content_hash IS NOT NULL AND "
-        "(SELECT count(*) FROM results r WHERE r.content_hash = m.content_hash AND "
-        " r.stage IN ('objects', 'scenes') AND r.tier = 'remote') < 2 ORDER BY m.path"
-    ).fetchall()
+def _candidates(store, roots: list[Path] | None) -> list[dict]:
+    rows = store.privacy.upload_candidates(STAGES)
     if roots:
-        wanted = set(store.media_under([Path(os.path.abspath(r)) for r in roots]))
+        wanted = set(store.media.under([os.path.abspath(r) for r in roots]))
         rows = [r for r in rows if r["path"] in wanted]
     return rows
 
 
-def _faces_frames(store: Store, digest: str) -> list[int]:
-    payload = privacy._faces_payload(store, digest)
-    if not payload:
-        return []
-    return [f.get("index", i) for i, f in enumerate(payload.get("frames", []))]
+def _faces_frames(store, digest: str) -> list[int]:
+    faces = store.results.payload(digest, "faces", arrays=False)
+    return [f.index for f in faces.frames] if faces is not None else []
 
 
-def offload(store: Store, url: str, token: str, roots: list[Path] | None = None, *,
+def offload(store, url: str, token: str, roots: list[Path] | None = None, *,
             long_side: int = UPLOAD_LONG_SIDE, concurrency: int = CONCURRENCY,
             timeout: float = TIMEOUT, retries: int = RETRIES, backoff: float = BACKOFF,
             frame_step: int = 5, max_frames: int = 40,
@@ -171,15 +166,19 @@ def offload(store: Store, url: str, token: str, roots: list[Path] | None = None,
     url = check_url(url, allow_http)
     started = time.monotonic()
     summary = OffloadSummary(server=url)
-    owns_lock = store._lock_file is None
-    if owns_lock:
-        store.acquire_writer()
-    try:
-        counts = privacy.apply_privacy(store, thresholds)
-        summary.public, summary.private = counts["public"], counts["private"]
+    thresholds = thresholds or privacy.DEFAULT_THRESHOLDS
+    with store.writer():
+        # never trust a stale decision: bring people and privacy up to date (cheap when
+        # they are, as after a pipeline run)
+        from galprof.pipeline.passes import run_passes
+        from galprof.pipeline.settings import Settings
+        run_passes(store, Settings(privacy=thresholds), names=("selfies", "people", "privacy"))
+        counts = store.privacy.counts()
+        summary.public, summary.private = counts["public"], counts["private"] + counts["undecided"]
         rows = _candidates(store, roots)
         summary.candidates = len(rows)
         if not rows:
+            summary.seconds = round(time.monotonic() - started, 3)
             return summary
         if isinstance(verify, (str, Path)):       # a CA bundle, e.g. a self-signed cert
             import ssl
@@ -199,10 +198,7 @@ def offload(store: Store, url: str, token: str, roots: list[Path] | None = None,
         if summary.stopped and on_warning:
             on_warning(f"remote tier {url}: {summary.stopped}; {summary.kept_on_device} "
                        "item(s) keep their on-device results")
-    finally:
-        summary.seconds = round(time.monotonic() - started, 3)
-        if owns_lock:
-            store.release_writer()
+    summary.seconds = round(time.monotonic() - started, 3)
     return summary
 
 
@@ -233,14 +229,22 @@ def _run(store, client, rows, summary, long_side, concurrency, retries, backoff,
          frame_step, max_frames, thresholds, on_item) -> None:
     stop = threading.Event()
     in_flight: set[Future] = set()
+    db = threading.Lock()         # one connection: the workers log 'sending' through it
 
     def settle(block: bool) -> None:
         done, _ = wait(in_flight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for future in done:
             in_flight.discard(future)
-            _record(store, client, future.result(), summary, on_item)
+            with db:
+                _record(store, future.result(), summary, on_item)
             if summary.stopped:
                 stop.set()
+
+    def log_sending(out: _Outcome) -> None:
+        with db:
+            out.upload_id = store.privacy.start_upload(
+                out.job.path, out.job.content_hash, out.bytes, out.images, out.sha256,
+                str(client.base_url))
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for row in rows:
@@ -250,38 +254,41 @@ def _run(store, client, rows, summary, long_side, concurrency, retries, backoff,
                 settle(block=True)
             if stop.is_set():
                 break
-            # Defence in depth: decide again from the store, right before the upload.
-            fresh = store.conn.execute("SELECT * FROM media WHERE id = ?",
-                                       (row["id"],)).fetchone()
-            if (fresh is None or fresh["private"] != 0
-                    or fresh["content_hash"] != row["content_hash"]
-                    or privacy.decide_for(store, fresh, thresholds).private):
+            # Decide again from the store, right before the upload (a mark, a new person).
+            with db:
+                fresh = store.media.by_id(row["id"])
+                private = (fresh is None or fresh["private"] != 0
+                           or fresh["content_hash"] != row["content_hash"]
+                           or privacy.decide_for(store, fresh, thresholds).private)
+                frames = [] if private else _faces_frames(store, row["content_hash"])
+            if private:
                 summary.skipped_private += 1
                 if on_item:
                     on_item(row["path"], "private")
                 continue
-            job = _Job(row["id"], row["path"], row["kind"], row["content_hash"],
-                       _faces_frames(store, row["content_hash"]))
+            job = _Job(row["id"], row["path"], row["kind"], row["content_hash"], frames)
             in_flight.add(pool.submit(_upload, client, job, long_side, frame_step, max_frames,
-                                      retries, backoff, stop))
+                                      retries, backoff, stop, log_sending))
         while in_flight:
             settle(block=True)
 
 
 def _upload(client, job: _Job, long_side: int, frame_step: int, max_frames: int,
-            retries: int, backoff: float, stop: threading.Event) -> _Outcome:
-    """Worker thread: read, re-encode and send one item. Never raises."""
+            retries: int, backoff: float, stop: threading.Event, log_sending) -> _Outcome:
+    """Worker thread: read once, check the bytes are the decided ones, re-encode, send.
+    Never raises."""
     from galprof.gallery import frames as frames_mod
 
     out = _Outcome(job)
-    path = Path(job.path)
     try:
-        if content_hash(path) != job.content_hash:
-            out.skipped = "changed since the scan"
-            return out
-        decoded = frames_mod.decode(path, job.kind, long_side, frame_step, max_frames)
+        digest, decoded = frames_mod.read_media(
+            job.path, job.kind, long_side, frame_step, max_frames,
+            pixels=lambda d: d == job.content_hash)
     except (OSError, MediaError) as e:
         out.skipped = f"cannot read ({getattr(e, 'reason', None) or e})"
+        return out
+    if digest != job.content_hash:
+        out.skipped = "changed since the scan"
         return out
     checked = set(job.frames)
     frames = [f for f in decoded.frames if f.index in checked]
@@ -304,18 +311,20 @@ def _upload(client, job: _Job, long_side: int, frame_step: int, max_frames: int,
                        params={"item": "1", "indexes": ",".join(str(f.index) for f in frames)},
                        files=[("file", (f"{f.index}.jpg", b, "image/jpeg"))
                               for f, b in zip(frames, blobs)], headers=headers)
-    _send(client, request, out, retries, backoff, stop)
+    _send(client, request, out, retries, backoff, stop, log_sending)
     return out
 
 
 def _send(client, request: dict, out: _Outcome, retries: int, backoff: float,
-          stop: threading.Event) -> None:
+          stop: threading.Event, log_sending) -> None:
     import httpx
 
     for attempt in range(retries + 1):
         if stop.is_set():
             out.skipped = "offload stopped"
             return
+        if out.upload_id is None:
+            log_sending(out)          # in the audit log before any byte leaves
         out.attempts += 1
         try:
             r = client.post(**request)
@@ -343,34 +352,16 @@ def _send(client, request: dict, out: _Outcome, retries: int, backoff: float,
     out.stop = reason
 
 
-def _to_original(payload: dict, scales: dict[int, float]) -> dict:
-    """Boxes from uploaded-image pixels to original media pixels (as the device stages)."""
-    default = min(scales.values()) if scales else 1.0
-    for frame in payload.get("frames", []):
-        s = scales.get(frame.get("index"), default)
-        for d in frame.get("detections", []):
-            d["box"] = [round(v / s, 1) for v in d["box"]]
-    for o in payload.get("objects", []):
-        if o.get("box"):
-            o["box"] = [round(v / default, 1) for v in o["box"]]
-    return payload
-
-
-def _record(store: Store, client, out: _Outcome, summary: OffloadSummary, on_item) -> None:
+def _record(store, out: _Outcome, summary: OffloadSummary, on_item) -> None:
     job = out.job
-    if not out.attempts:
+    if out.upload_id is None:
         if out.skipped != "offload stopped":
             summary.skipped_changed += 1
         if on_item:
             on_item(job.path, "not sent: " + (out.skipped or "?"))
         return
-    conn = store.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("INSERT INTO uploads (at, path, content_hash, bytes, images, sha256, server,"
-                     " status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     (now(), job.path, job.content_hash, out.bytes, out.images,
-                      ",".join(out.sha256), str(client.base_url), out.status))
+    with store.transaction():
+        store.privacy.finish_upload(out.upload_id, out.status)
         summary.images += out.images
         summary.bytes += out.bytes
         if out.result is not None:
@@ -380,31 +371,30 @@ def _record(store: Store, client, out: _Outcome, summary: OffloadSummary, on_ite
             summary.rejected += 1
             summary.problems.append({"path": job.path,
                                      "reason": f"server refused the upload ({out.status})"})
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     if out.stop and not summary.stopped:
         summary.stopped = out.stop
     if on_item:
         on_item(job.path, "remote" if out.result is not None else out.status)
 
 
-def _store_remote(store: Store, job: _Job, out: _Outcome) -> None:
+def _store_remote(store, job: _Job, out: _Outcome) -> None:
+    """The server's objects and scenes replace the device's, boxes in original pixels."""
     result = out.result
-    device = store.results(job.content_hash, with_arrays=True)
     versions = result.get("versions", {})
-    for stage in STAGES:
-        payload = result.get(stage)
-        if payload is None:
-            continue
-        payload = dict(payload, tier="remote")
-        if stage == "objects":
-            payload = _to_original(payload, out.scales)
-        # Photo features (scenes arrays) stay the device model's, so that every item's
-        # features come from one model and remain comparable.
-        arrays = device.get(stage, {}).get("arrays")
-        if arrays:
-            payload["arrays"] = arrays
-        store.put_result(job.content_hash, stage, versions.get(stage, f"remote/{stage}"),
-                         payload, tier="remote")
+    default = min(out.scales.values()) if out.scales else 1.0
+    if result.get("objects") is not None:
+        objects = ObjectsPayload.from_json(result["objects"])
+        objects.frames = [(i, [d.scaled(1.0 / out.scales.get(i, default)) for d in dets])
+                          for i, dets in objects.frames]
+        objects.tier = "remote"
+        store.results.put(job.content_hash, "objects", versions.get("objects", "remote/objects"),
+                          objects, tier="remote")
+    if result.get("scenes") is not None:
+        scenes = ScenesPayload.from_json(result["scenes"])
+        # Photo features stay the device model's, so that every item's features come
+        # from one model and remain comparable.
+        device = store.results.payload(job.content_hash, "scenes")
+        scenes.features = device.features if device is not None else None
+        scenes.tier = "remote"
+        store.results.put(job.content_hash, "scenes", versions.get("scenes", "remote/scenes"),
+                          scenes, tier="remote")

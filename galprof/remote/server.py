@@ -146,14 +146,14 @@ class AccurateTier:
         return {
             "tier": "remote", "versions": self.versions, "width": w, "height": h,
             "objects": {
-                "frames": [{"index": i, "detections": [d.to_dict() for d in found]}
+                "frames": [{"index": i, "detections": [d.to_json() for d in found]}
                            for i, found in zip(indexes, detections)],
                 "objects": summarise(detections),
             },
             "scenes": {
-                "frames": [{"index": i, "top": [s.to_dict() for s in top(p, FRAME_TOP_K)]}
+                "frames": [{"index": i, "top": [s.to_json() for s in top(p, FRAME_TOP_K)]}
                            for i, p in zip(indexes, probabilities)],
-                "scenes": [s.to_dict() for s in top(np.mean(probabilities, axis=0), ITEM_TOP_K)],
+                "scenes": [s.to_json() for s in top(np.mean(probabilities, axis=0), ITEM_TOP_K)],
             },
         }
 

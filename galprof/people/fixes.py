@@ -1,0 +1,116 @@
+"""The user's fixes to the people (name, merge, split, recluster) and the biometric purge.
+
+Each holds the store's writer lock (waiting up to WRITER_WAIT_S for a running scan to
+finish) and brings the people and privacy passes up to date before it returns, so the
+profile, `people list` and the privacy decisions reflect the fix at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from galprof.errors import GalprofError, SetupError
+
+# How long a fix waits for another galprof process (a scan) to release the database.
+WRITER_WAIT_S = 30.0
+# How long a purge waits for readers (a report being written) to let go of the old pages.
+PURGE_WAIT_S = 30.0
+
+
+def _person(store, person_id: int) -> dict:
+    person = store.people.person(person_id)
+    if person is None:
+        raise GalprofError(f"no person with id {person_id} (see `galprof people list`)")
+    return person
+
+
+def _refresh(store) -> None:
+    from galprof.pipeline.passes import run_passes
+    from galprof.pipeline.settings import Settings
+    run_passes(store, Settings(), names=("people", "privacy"))
+
+
+def rename(store, person_id: int, name: str) -> None:
+    with store.writer(WRITER_WAIT_S, "galprof people name"):
+        _person(store, person_id)
+        with store.transaction():
+            store.people.rename(person_id, name)
+        _refresh(store)
+
+
+def merge(store, keep: int, other: int) -> None:
+    """The faces of OTHER become KEEP's, fixed by hand."""
+    from galprof.people.gallery import update_centroids
+
+    if keep == other:
+        raise GalprofError("merge needs two different people")
+    with store.writer(WRITER_WAIT_S, "galprof people merge"):
+        _person(store, keep)
+        _person(store, other)
+        with store.transaction():
+            store.people.merge(keep, other)
+            update_centroids(store)
+        _refresh(store)
+
+
+def split(store, person_id: int, media_paths: list) -> tuple[int, int]:
+    """Move this person's faces in the given media to a new person; (faces moved, new id)."""
+    from galprof.people.gallery import update_centroids
+
+    with store.writer(WRITER_WAIT_S, "galprof people split"):
+        _person(store, person_id)
+        with store.transaction():
+            new_id = store.people.new_person(manual=True)
+            moved = sum(store.people.move_faces(person_id, os.path.abspath(p), new_id)
+                        for p in media_paths)
+            if not moved:
+                raise GalprofError(f"person {person_id} has no face in the given media")
+            update_centroids(store)
+        _refresh(store)
+    return moved, new_id
+
+
+def recluster(store) -> dict:
+    """Cluster all faces again from scratch, keeping names and manual fixes."""
+    from galprof.people.gallery import update_people
+
+    with store.writer(WRITER_WAIT_S, "galprof people recluster"):
+        stats = update_people(store, full=True)
+        with store.transaction():
+            store.passes.invalidate("people", "privacy")
+        _refresh(store)
+    return stats
+
+
+def purge(store) -> int:
+    """Delete every face-derived datum from the database file itself: face rows (boxes,
+    ages, genders, identity features), the faces stage results, people that only faces
+    made (a person you named or made keeps the name, nothing else), and the people
+    pass's facts. Freed pages are zeroed and the write-ahead log folded in, so the bytes
+    are gone from the files, not just unlinked. Every item is private again until the
+    next scan analyses its faces (it does so: the faces stage runs again). Returns the
+    number of face rows deleted."""
+    with store.writer(WRITER_WAIT_S, "galprof people purge"):
+        store.secure_delete()
+        with store.transaction():
+            n = store.people.purge_faces()
+            store.results.delete_stage("faces")
+            store.passes.invalidate("people", "privacy")
+        _refresh(store)
+        _scrub(store)
+    return n
+
+
+def _scrub(store) -> None:
+    """Rewrite the file so that no freed page keeps old bytes, and truncate the WAL. A
+    reader holding an old snapshot (another process) keeps those pages alive: wait for it."""
+    deadline = time.monotonic() + PURGE_WAIT_S
+    while not store.checkpoint():
+        if time.monotonic() > deadline:
+            raise SetupError(f"{store.path}: another process is still reading the database, "
+                             "so the purged data stays in its old pages until it stops; the "
+                             "purge itself is done: run `galprof people purge` again after it")
+        time.sleep(0.5)
+    store.vacuum()
+    store.checkpoint()

@@ -1,0 +1,238 @@
+"""Ingest: read each changed file once, run the stages it lacks, keep it all in the store.
+
+Decoding runs in worker threads ahead of inference so that both overlap; inference runs
+on this thread, stage by stage in dependency order. Results are committed in small
+batches (every COMMIT_EVERY_ITEMS items or COMMIT_EVERY_SECONDS), so a run killed at any
+moment resumes where it stopped.
+
+Failures: a file that cannot be read, or a stage that fails on it, is an error for that
+file (one line naming it and the reason; recorded, so it is reported once). A stage that
+fails on the first FAILURE_STREAK files it runs on is broken (a bad model file, a runtime
+that does not work here): the run stops with StageFailed naming the model and what to do,
+keeping everything committed so far.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from galprof.errors import MediaError, StageFailed
+from galprof.gallery import frames as frames_mod
+from galprof.pipeline.changes import Cache, Work
+from galprof.pipeline.settings import Settings, Summary
+from galprof.stages import Stage
+from galprof.store.db import now
+
+# Commit at least this often, so a killed run loses little work.
+COMMIT_EVERY_ITEMS = 16
+COMMIT_EVERY_SECONDS = 2.0
+# Long side of decoded frames when no stage asks for more (enough for metadata-only runs).
+DEFAULT_LONG_SIDE = 512
+# A stage failing on this many files in a row, from its first file on, is broken.
+FAILURE_STREAK = 5
+
+
+class _Batch:
+    """A transaction committed and renewed every few items or seconds."""
+
+    def __init__(self, store):
+        self.store = store
+        self._tx = None
+
+    def __enter__(self):
+        self._begin()
+        return self
+
+    def _begin(self):
+        self._tx = self.store.transaction()
+        self._tx.__enter__()
+        self.items, self.started = 0, time.monotonic()
+
+    def tick(self) -> None:
+        self.items += 1
+        if self.items >= COMMIT_EVERY_ITEMS or time.monotonic() - self.started > COMMIT_EVERY_SECONDS:
+            self._tx.__exit__(None, None, None)
+            self._begin()
+
+    def __exit__(self, *exc):
+        return self._tx.__exit__(*exc)
+
+
+class _Streaks:
+    """Per stage: failures in a row since its first file, until its first success."""
+
+    def __init__(self):
+        self.failed: dict[str, list[str]] = {}   # stage -> content hashes of the streak
+        self.working: set[str] = set()
+
+    def success(self, stage: str) -> None:
+        self.working.add(stage)
+        self.failed.pop(stage, None)
+
+    def failure(self, stage: str, digest: str) -> bool:
+        """True when the stage is now known to be broken."""
+        if stage in self.working:
+            return False
+        self.failed.setdefault(stage, []).append(digest)
+        return len(self.failed[stage]) >= FAILURE_STREAK
+
+
+def long_side(stages: list[Stage]) -> int:
+    return max([s.long_side for s in stages] or [DEFAULT_LONG_SIDE])
+
+
+def ingest(store, work: list[Work], settings: Settings, summary: Summary, problem,
+           on_progress=None) -> None:
+    stages = settings.stages
+    side = long_side(stages)
+    cache = Cache(store, settings)
+    streaks = _Streaks()
+    loaded: set[str] = set()
+
+    def read(w: Work):
+        """Worker thread: hash and decode one file (pixels only when a stage needs them)."""
+        started = time.perf_counter()
+        if w.found.kind is None:
+            raise MediaError(w.found.path, "not a recognised photo or video (unknown file "
+                                           "content)" if w.found.size else "empty file (0 bytes)")
+
+        def needs_pixels(digest: str) -> bool:
+            # With no stages the pixels are still decoded: that is how a scan without
+            # models checks that every file can be read.
+            return not stages or bool(cache.todo(digest, w.found.kind))
+        digest, decoded = frames_mod.read_media(w.found.path, w.found.kind, side,
+                                                settings.frame_step, settings.max_frames,
+                                                pixels=needs_pixels)
+        return digest, decoded, time.perf_counter() - started
+
+    if on_progress:
+        on_progress(0, len(work))
+    workers = max(1, settings.decode_workers)
+    try:
+        _run(store, work, settings, summary, problem, on_progress, read, cache, streaks,
+             loaded, workers)
+    except StageFailed as e:
+        # Broken, not bad files: forget the streak's failures, so that the next run (after
+        # the fix) tries those files again.
+        with store.transaction():
+            store.results.forget_errors(e.content_hashes, e.stage_name)
+        raise
+
+
+def _run(store, work, settings, summary, problem, on_progress, read, cache, streaks, loaded,
+         workers) -> None:
+    total = len(work)
+    with _Batch(store) as batch, ThreadPoolExecutor(max_workers=workers) as pool:
+        queue: deque = deque()
+        items = iter(work)
+        # Keep a few decodes in flight so that inference never waits for the disk.
+        for w in items:
+            queue.append((w, pool.submit(read, w)))
+            if len(queue) >= 2 * workers:
+                break
+        done = 0
+        try:
+            while queue:
+                w, future = queue.popleft()
+                nxt = next(items, None)
+                if nxt is not None:
+                    queue.append((nxt, pool.submit(read, nxt)))
+                _finish(store, w, future, settings, summary, problem, cache, streaks, loaded)
+                done += 1
+                if on_progress:
+                    on_progress(done, total)
+                batch.tick()
+        finally:
+            for _, future in queue:
+                future.cancel()
+
+
+def _base_row(w: Work) -> dict:
+    f = w.found
+    return {"path": os.fspath(f.path), "root": os.fspath(f.root), "size": f.size,
+            "mtime_ns": f.mtime_ns, "kind": f.kind, "format": f.format,
+            "motion_path": os.fspath(f.motion_path) if f.motion_path else None,
+            "scanned_at": now()}
+
+
+_META_FIELDS = ("width", "height", "taken_at", "make", "model", "lens_model", "focal_length",
+                "focal_length_35mm", "orientation", "gps_lat", "gps_lon", "gps_alt",
+                "duration", "fps", "rotation", "front_camera")
+
+
+def _finish(store, w: Work, future, settings: Settings, summary: Summary, problem,
+            cache: Cache, streaks: _Streaks, loaded: set[str]) -> None:
+    path = os.fspath(w.found.path)
+    base = _base_row(w)
+    try:
+        digest, decoded, seconds = future.result()
+        summary.decode_seconds += seconds
+    except MediaError as e:
+        _read_failed(store, w, base, e.reason, problem)
+        return
+    except Exception as e:  # a decoder bug must not stop the run; report it like bad input
+        _read_failed(store, w, base, f"unexpected {type(e).__name__}: {_one_line(e)}", problem)
+        return
+    notes = list(decoded.warnings)
+    failures: list[str] = []
+    if decoded.frames:
+        have = store.results.all(digest)
+        upstream = {name: r.payload for name, r in have.items() if r.error is None}
+        todo = cache.todo(digest, w.found.kind)
+        for stage in todo:
+            if stage.name not in loaded:
+                stage.load()             # lazily: an unchanged re-scan loads no model
+                loaded.add(stage.name)
+            version = settings.version_of(stage, w.found.kind)
+            missing = [d for d in stage.requires if upstream.get(d) is None]
+            if missing:
+                reason = f"stage {stage.name} skipped: {', '.join(missing)} failed"
+                store.results.put_error(digest, stage.name, version, reason)
+                failures.append(reason)
+                continue
+            started = time.perf_counter()
+            try:
+                payload = stage.run(decoded.frames, {d: upstream[d] for d in stage.requires})
+            except Exception as e:
+                reason = f"stage {stage.name} failed: {type(e).__name__}: {_one_line(e)}"
+                store.results.put_error(digest, stage.name, version, reason)
+                failures.append(reason)
+                if streaks.failure(stage.name, digest):
+                    raise StageFailed(stage, streaks.failed[stage.name], reason) from None
+                continue
+            finally:
+                summary.stage_seconds[stage.name] = round(
+                    summary.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started, 4)
+            streaks.success(stage.name)
+            store.results.put(digest, stage.name, version, payload)
+            cache.add(digest, stage.name, version)
+            upstream[stage.name] = payload
+        summary.analysed += 1
+        summary.frames += len(decoded.frames)
+    for note in notes:
+        problem(path, "read", "warning", note)
+    for reason in failures:
+        problem(path, reason.split()[1], "error", reason)
+    meta = decoded.meta.to_dict()
+    row = {**base, **{k: meta.get(k) for k in _META_FIELDS}, "content_hash": digest,
+           "hash_scheme": 2, "status": "warning" if notes else "ok",
+           "error": "; ".join(failures + notes) or None}
+    media_id = store.media.save(w.media_id, row)
+    if decoded.frames:
+        store.media.replace_frames(media_id, [(fr.index, fr.timestamp, fr.image.shape[1],
+                                               fr.image.shape[0]) for fr in decoded.frames])
+
+
+def _read_failed(store, w: Work, base: dict, reason: str, problem) -> None:
+    problem(os.fspath(w.found.path), "read", "error", reason)
+    store.media.save(w.media_id, {**base, "content_hash": w.content_hash, "hash_scheme": 2,
+                                  "status": "failed", "error": reason})
+
+
+def _one_line(e: BaseException) -> str:
+    """A library's message on one line (some end with newlines or hold several)."""
+    text = " ".join(str(e).split())
+    return text[:300] or type(e).__name__

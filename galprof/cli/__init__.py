@@ -18,6 +18,7 @@ from galprof import __version__
 COMMANDS = {
     "scan": "galprof.cli.scan:scan",
     "show": "galprof.cli.show:show",
+    "errors": "galprof.cli.errors:errors",
     "profile": "galprof.cli.profile:profile",
     "models": "galprof.cli.models:models",
     "benchmark": "galprof.cli.benchmark:benchmark",

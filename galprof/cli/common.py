@@ -4,12 +4,40 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
 import click
 
 from galprof.errors import GalprofError
+
+# Control characters (C0, DEL, C1) and the bidirectional overrides that could make a
+# file name rewrite the terminal or read backwards.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(text) -> str:
+    """User-supplied text (a file name, a person's name) made safe to print: bytes that
+    are not UTF-8 as \\xNN, control and direction characters escaped. Print it with
+    markup off (or as rich `Text`): brackets stay brackets."""
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    text = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def safe_json(value):
+    """A JSON-ready copy with every string made valid UTF-8 (undecodable bytes of file
+    names as U+FFFD), so that --json output never fails on a strange file name."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {safe_json(k): safe_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [safe_json(v) for v in value]
+    return value
 
 
 def db_option(f):
@@ -50,8 +78,53 @@ def resolve_db(db_path: Path | None) -> Path:
 
 
 def print_json(data) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    json.dump(safe_json(data), sys.stdout, indent=2, ensure_ascii=False, default=str)
     sys.stdout.write("\n")
+
+
+def _stage_list(ctx, param, value: str) -> list[str]:
+    from galprof.stages import REGISTRY
+
+    names = [] if value.strip().lower() == "none" else [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise click.BadParameter(f"unknown stage(s) {', '.join(unknown)}; "
+                                 f"choose from {', '.join(REGISTRY)} or 'none'")
+    return names
+
+
+def stage_list_option(f):
+    from galprof.stages import DEFAULT_STAGES
+    return click.option("--stages", "stage_names", default=",".join(DEFAULT_STAGES),
+                        show_default=True, callback=_stage_list,
+                        help="Comma-separated analysis stages to run, or 'none' for metadata "
+                             "and pixels only.")(f)
+
+
+# Option name -> manifest role of the model it picks.
+MODEL_OPTIONS = {"object_model": "objects", "scene_model": "scenes",
+                 "face_detector": "face_detector", "face_model": "face_analyzer"}
+
+
+def model_options(f):
+    """--object-model, --scene-model, --face-detector, --face-model: the choices are the
+    manifest's models of each role; the command gets them as `models` (role -> id)."""
+    from galprof.vision import manifest
+
+    helps = {"objects": "Object detector", "scenes": "Scene classifier",
+             "face_detector": "Face detector", "face_analyzer": "Face identity/age/gender model"}
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        kwargs["models"] = {role: kwargs.pop(name) for name, role in MODEL_OPTIONS.items()}
+        return f(*args, **kwargs)
+
+    for name, role in reversed(MODEL_OPTIONS.items()):
+        default = manifest.default_for(role).id
+        wrapper = click.option(
+            "--" + name.replace("_", "-"), name, type=click.Choice(manifest.ids_for(role)),
+            default=None, help=f"{helps[role]} (default: {default}; see `galprof models list`).")(wrapper)
+    return wrapper
 
 
 def err_console():

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from galprof.cli.common import db_option, json_option, library_errors, print_json, resolve_db
+from galprof.cli.common import (db_option, json_option, library_errors, print_json, resolve_db,
+                                shown)
 from galprof.errors import GalprofError
 
 
-def _open(db_path):
+def _open(db_path, read_only: bool = False):
     from galprof.store import open_store
-    return open_store(resolve_db(db_path), create=False)
-
-
-def _person(store, person_id: int):
-    row = store.conn.execute("SELECT * FROM people WHERE id = ?", (person_id,)).fetchone()
-    if row is None:
-        raise GalprofError(f"no person with id {person_id} (see `galprof people list`)")
-    return row
+    return open_store(resolve_db(db_path), create=False, read_only=read_only)
 
 
 @click.group(invoke_without_command=True)
@@ -46,26 +39,27 @@ def list_people(db_path, as_json):
         galprof people list
         galprof people list --json
     """
-    from galprof.people.gallery import profile_sections
+    from galprof.profile import EMPTY_PEOPLE
 
-    with _open(db_path) as store:
-        sections = profile_sections(store)
+    with _open(db_path, read_only=True) as store:
+        facts = (store.passes.output("people") or {}).get("facts") or EMPTY_PEOPLE
     if as_json:
-        print_json(sections)
+        print_json(facts)
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="People")
     for col in ("id", "name", "role", "gender", "born", "photos", "videos", "first", "last"):
         table.add_column(col)
-    for p in sections["people"]:
-        table.add_row(str(p["id"]), p["name"] or "", p["role"] or "", p["gender"] or "",
-                      str(p["birth_year"] or ""), str(p["photos"]), str(p["videos"]),
-                      p["first"] or "", p["last"] or "")
+    for p in facts["people"]:
+        table.add_row(str(p["id"]), Text(shown(p["name"] or "")), p["role"] or "",
+                      p["gender"] or "", str(p["birth_year"] or ""), str(p["photos"]),
+                      str(p["videos"]), p["first"] or "", p["last"] or "")
     console = Console()
     console.print(table)
-    if sections["owner"] and sections["owner"]["guess"]:
+    if facts["owner"] and facts["owner"]["guess"]:
         console.print("owner is a guess: no selfies found (front-camera EXIF)")
 
 
@@ -81,21 +75,21 @@ def show_person(person_id, db_path, as_json):
     Example:
         galprof people show 3
     """
-    with _open(db_path) as store:
-        person = _person(store, person_id)
-        rows = store.conn.execute(
-            "SELECT m.path, count(*) AS faces, max(f.manual) AS manual FROM faces f "
-            "JOIN media m ON m.id = f.media_id WHERE f.person_id = ? GROUP BY m.path ORDER BY m.path",
-            (person_id,)).fetchall()
+    with _open(db_path, read_only=True) as store:
+        person = store.people.person(person_id)
+        if person is None:
+            raise GalprofError(f"no person with id {person_id} (see `galprof people list`)")
+        media = store.people.media_of(person_id)
     data = {"id": person_id, "name": person["name"],
-            "media": [{"path": r["path"], "faces": r["faces"], "manual": bool(r["manual"])} for r in rows]}
+            "media": [{"path": m["path"], "faces": m["faces"], "manual": bool(m["manual"])}
+                      for m in media]}
     if as_json:
         print_json(data)
         return
-    click.echo(f"person {person_id}" + (f" ({person['name']})" if person["name"] else "")
-               + f": {len(rows)} media")
-    for r in rows:
-        click.echo(f"  {r['path']}")
+    click.echo(f"person {person_id}" + (f" ({shown(person['name'])})" if person["name"] else "")
+               + f": {len(media)} media")
+    for m in media:
+        click.echo(f"  {shown(m['path'])}")
 
 
 @people.command("name")
@@ -110,10 +104,11 @@ def name_person(person_id, name, db_path):
     Example:
         galprof people name 3 "Anna"
     """
+    from galprof.people import fixes
+
     with _open(db_path) as store:
-        _person(store, person_id)
-        store.conn.execute("UPDATE people SET name = ?, manual = 1 WHERE id = ?", (name, person_id))
-    click.echo(f"person {person_id} is now {name}")
+        fixes.rename(store, person_id, name)
+    click.echo(f"person {person_id} is now {shown(name)}")
 
 
 @people.command("merge")
@@ -128,20 +123,10 @@ def merge_people(keep, other, db_path):
     Example:
         galprof people merge 3 7
     """
-    from galprof.people.gallery import update_centroids
+    from galprof.people import fixes
 
     with _open(db_path) as store:
-        _person(store, keep)
-        row = _person(store, other)
-        conn = store.conn
-        conn.execute("BEGIN")
-        conn.execute("UPDATE faces SET person_id = ?, manual = 1 WHERE person_id = ?", (keep, other))
-        if row["name"]:
-            conn.execute("UPDATE people SET name = coalesce(name, ?) WHERE id = ?", (row["name"], keep))
-        conn.execute("UPDATE people SET manual = 1 WHERE id = ?", (keep,))
-        conn.execute("DELETE FROM people WHERE id = ?", (other,))
-        update_centroids(store)
-        conn.execute("COMMIT")
+        fixes.merge(store, keep, other)
     click.echo(f"merged person {other} into {keep}")
 
 
@@ -158,24 +143,10 @@ def split_person(person_id, paths, db_path):
     Example:
         galprof people split 3 --media ~/DCIM/IMG_0042.jpg --media ~/DCIM/IMG_0043.jpg
     """
-    from galprof.people.gallery import new_person, update_centroids
+    from galprof.people import fixes
 
     with _open(db_path) as store:
-        _person(store, person_id)
-        conn = store.conn
-        conn.execute("BEGIN")
-        new_id = new_person(store)
-        conn.execute("UPDATE people SET manual = 1 WHERE id = ?", (new_id,))
-        moved = 0
-        for p in paths:
-            moved += conn.execute(
-                "UPDATE faces SET person_id = ?, manual = 1 WHERE person_id = ? AND media_id = "
-                "(SELECT id FROM media WHERE path = ?)", (new_id, person_id, os.path.abspath(p))).rowcount
-        if not moved:
-            conn.execute("ROLLBACK")
-            raise GalprofError(f"person {person_id} has no face in the given media")
-        update_centroids(store)
-        conn.execute("COMMIT")
+        moved, new_id = fixes.split(store, person_id, list(paths))
     click.echo(f"moved {moved} face(s) of person {person_id} to new person {new_id}")
 
 
@@ -189,11 +160,11 @@ def recluster(db_path):
     Example:
         galprof people recluster
     """
-    from galprof.people.gallery import update_people
+    from galprof.people import fixes
 
     with _open(db_path) as store:
-        stats = update_people(store, full=True)
-        n = store.conn.execute("SELECT count(*) FROM people").fetchone()[0]
+        stats = fixes.recluster(store)
+        n = len((store.passes.output("people") or {}).get("facts", {}).get("people", []))
     click.echo(f"{stats['faces']} faces, {stats['clustered']} in clusters, {n} people")
 
 
@@ -202,18 +173,22 @@ def recluster(db_path):
 @db_option
 @library_errors
 def purge(yes, db_path):
-    """Delete all face features (biometric data) from the database.
+    """Delete every face-derived datum (biometric data) from the database file.
 
-    People keep their ids and names; the next scan computes features again.
+    Deleted: face boxes, ages, genders and identity features, the faces stage's cached
+    results, and every person the faces alone made. Kept: the names you gave (as people
+    with no faces) and your private marks. Until the next scan analyses the faces again,
+    every photo counts as private. Old pages are zeroed and the write-ahead log folded
+    in, so the data is gone from the file itself.
 
     \b
     Example:
         galprof people purge --yes
     """
-    from galprof.people.gallery import purge_biometrics
+    from galprof.people import fixes
 
     if not yes:
-        click.confirm("Delete every face feature from the database?", abort=True)
+        click.confirm("Delete every face-derived datum from the database?", abort=True)
     with _open(db_path) as store:
-        n = purge_biometrics(store)
-    click.echo(f"deleted the features of {n} faces")
+        n = fixes.purge(store)
+    click.echo(f"deleted {n} faces and everything derived from them")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from galprof.cli.common import db_option, json_option, library_errors, print_json, resolve_db
+from galprof.cli.common import (db_option, json_option, library_errors, print_json, resolve_db,
+                                shown)
 
 
 @click.group()
@@ -25,7 +26,9 @@ def private():
 def mark_cmd(paths, db_path):
     """Mark photos or videos (or every scanned item under a folder) private.
 
-    Marks follow a file when it is moved or renamed and survive re-scans.
+    Marks follow a file when it is moved or renamed and survive re-scans. A mark takes
+    effect at once, also while a scan runs: its privacy pass and every upload check
+    the marks again.
 
     \b
     Example:
@@ -74,16 +77,15 @@ def list_cmd(db_path, as_json):
     from galprof import privacy
     from galprof.store import open_store
 
-    with open_store(resolve_db(db_path), create=False) as store:
-        privacy.apply_privacy(store)        # decide again: people or marks may have changed
+    with open_store(resolve_db(db_path), read_only=True) as store:
         items = privacy.list_private(store)
     if as_json:
         print_json(items)
         return
     for item in items:
-        click.echo(item["path"] + ("  [marked]" if item["marked"] else ""))
+        click.echo(shown(item["path"]) + ("  [marked]" if item["marked"] else ""))
         for reason in item["reasons"]:
-            click.echo(f"    {reason}")
+            click.echo(f"    {shown(reason)}")
     click.echo(f"{len(items)} private item(s)", err=True)
 
 
@@ -104,12 +106,12 @@ def uploads_cmd(db_path, limit, as_json):
     from galprof import privacy
     from galprof.store import open_store
 
-    with open_store(resolve_db(db_path), create=False) as store:
-        rows = privacy.uploads(store, limit)
+    with open_store(resolve_db(db_path), read_only=True) as store:
+        rows = store.privacy.uploads(limit)
     if as_json:
         print_json(rows)
         return
     for r in rows:
         click.echo(f"{r['at']}  {r['status']:<6} {r['bytes']:>9} B  {r['images']:>2} img  "
-                   f"{r['server']}  {r['path']}")
+                   f"{r['server']}  {shown(r['path'])}")
     click.echo(f"{len(rows)} upload(s)", err=True)

@@ -28,7 +28,7 @@ def profile(db_path, as_json, out):
     from galprof.profile import build_profile
     from galprof.store import open_store
 
-    with open_store(resolve_db(db_path), create=False) as store:
+    with open_store(resolve_db(db_path), read_only=True) as store:
         doc = build_profile(store)
     if out:
         out.write_text(json.dumps(doc, indent=2, ensure_ascii=False))

@@ -33,7 +33,7 @@ def report(db_path, out, max_thumbs, quiet):
     from galprof.report import build_report
     from galprof.store import open_store
 
-    with open_store(resolve_db(db_path), create=False) as store:
+    with open_store(resolve_db(db_path), read_only=True) as store:
         doc = build_profile(store)
     stats = build_report(doc, out, thumbs_per_category=max_thumbs)
     console = err_console()

@@ -1,28 +1,19 @@
-"""`galprof scan`: read a gallery into the database."""
+"""`galprof scan`: read a gallery into the database (options and output; the work is
+`galprof.pipeline.run`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
 import click
 
 from galprof.cli.common import (db_option, err_console, json_option, library_errors,
-                                print_json, quiet_option, resolve_db, threads_option)
-from galprof.stages import DEFAULT_STAGES, REGISTRY
+                                model_options, print_json, quiet_option, resolve_db, shown,
+                                stage_list_option, threads_option)
 
-# Exit status when the scan finished but some files could not be read (for cron).
+# Exit status when the scan finished but some files failed for the first time (for cron).
 EXIT_SOME_FAILED = 3
-
-
-def _stage_list(ctx, param, value: str) -> list[str]:
-    names = [] if value.strip().lower() == "none" else [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        raise click.BadParameter(f"unknown stage(s) {', '.join(unknown)}; "
-                                 f"choose from {', '.join(REGISTRY)} or 'none'")
-    return names
 
 
 @click.command()
@@ -30,29 +21,31 @@ def _stage_list(ctx, param, value: str) -> list[str]:
                 type=click.Path(path_type=Path, exists=False))
 @db_option
 @click.option("--frame-step", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Analyse every N-th video frame.")
+              help="Analyse every N-th video frame (changing it re-samples videos only).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=40, show_default=True,
               help="At most this many frames per video (the step widens for long videos).")
 @threads_option
-@click.option("--stages", "stage_names", default=",".join(DEFAULT_STAGES), show_default=True,
-              callback=_stage_list,
-              help="Comma-separated analysis stages to run, or 'none' for metadata and pixels only.")
-@click.option("--object-model", default=None, help="Object detector model id (see `galprof models list`).")
-@click.option("--scene-model", default=None, help="Scene classifier model id, e.g. efficientnet_lite0.")
+@stage_list_option
+@model_options
 @click.option("--remote", "remote_url", metavar="URL", default=None,
               help="After the device scan, send public photos to this `galprof serve` (docs/remote.md).")
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Bearer token for --remote (default: $GALPROF_REMOTE_TOKEN).")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="CA certificate (PEM) that signed the --remote server's "
+                                 "certificate, for a self-signed server.")
 @quiet_option
 @json_option
 @library_errors
-def scan(paths, db_path, frame_step, max_frames, threads, stage_names, object_model,
-         scene_model, remote_url, token_file, quiet, as_json):
+def scan(paths, db_path, frame_step, max_frames, threads, stage_names, models, remote_url,
+         token_file, ca_file, quiet, as_json):
     """Scan photo/video folders (or files) into the database.
 
     Only new and changed files are read again; moved files keep their results and
-    deleted ones drop out. Exit status: 0 when every file was read, 1 for usage or
-    setup errors, 3 when the scan finished but some files failed.
+    deleted ones drop out; the gallery passes (people, privacy, places) run when their
+    inputs changed. Exit status: 0 when nothing new failed, 1 for usage or setup
+    errors (or a model that fails on every file), 3 when some files failed for the
+    first time (`galprof errors` lists every known failure).
 
     \b
     Example:
@@ -61,62 +54,48 @@ def scan(paths, db_path, frame_step, max_frames, threads, stage_names, object_mo
         galprof scan ~/Pictures --json > summary.json
         galprof scan ~/DCIM --remote https://gpu.example.org --token-file ~/.galprof-token
     """
-    from galprof.scan import ScanOptions, scan as run_scan
+    from galprof.pipeline import RemoteSettings, Settings, run
     from galprof.stages import build_stages
     from galprof.store import open_store
 
     console = err_console()
-    token = None
+    remote = None
     if remote_url:
         from galprof.remote.client import check_url, read_token
-        remote_url = check_url(remote_url)      # mistakes fail before the scan, not after
-        token = read_token(token_file)
-    models = {"objects": object_model, "scenes": scene_model}
-    stages = build_stages(stage_names, threads=threads, models=models)
-    for stage in stages:
-        stage.load()                       # a missing model fails here, before any work
+        remote = RemoteSettings(check_url(remote_url), read_token(token_file), ca_file)
+    settings = Settings(stages=build_stages(stage_names, threads=threads, models=models),
+                        frame_step=frame_step, max_frames=max_frames, remote=remote)
 
     def on_problem(path: str, level: str, reason: str) -> None:
         if level == "error" or not quiet:
-            console.print(f"{level}: {path}: {reason}", markup=False, highlight=False,
-                          soft_wrap=True)
+            console.print(f"{level}: {shown(path)}: {shown(reason)}", markup=False,
+                          highlight=False, soft_wrap=True)
 
-    show_bar = not quiet and console.is_terminal
     with open_store(resolve_db(db_path)) as store:
-        options = ScanOptions(frame_step=frame_step, max_frames=max_frames, stages=stages)
-        if show_bar:
-            summary = _scan_with_bar(store, paths, options, on_problem, console)
+        if not quiet and console.is_terminal:
+            summary = _run_with_bar(store, paths, settings, on_problem, console)
         else:
-            summary = run_scan(store, list(paths), options, on_problem=on_problem)
-        from galprof.passes import run_gallery_passes
-        changed = summary.new + summary.changed + summary.moved + summary.removed + summary.analysed
-        # The passes are functions of the store: a scan that changed nothing needs none.
-        passes = run_gallery_passes(store) if changed else {}
-        if remote_url:
-            from galprof.remote.client import offload
-            remote = offload(store, remote_url, token, roots=list(paths), frame_step=frame_step,
-                             max_frames=max_frames,
-                             on_warning=lambda text: console.print(f"warning: {text}", markup=False,
-                                                                   highlight=False))
-            passes["remote"] = dataclasses.asdict(remote)
+            summary = run(store, list(paths), settings, on_problem=on_problem)
     if as_json:
-        print_json({**summary.to_dict(), "passes": passes})
+        print_json(summary.to_dict())
     elif not quiet:
         click.echo(
             f"{summary.photos} photos, {summary.videos} videos under {len(summary.roots)} root(s): "
             f"{summary.new} new, {summary.changed} changed, {summary.moved} moved, "
             f"{summary.removed} removed, {summary.unchanged} unchanged; "
             f"{summary.analysed} read ({summary.frames} frames), {summary.warnings} warnings, "
-            f"{summary.failed} failed in {summary.seconds:.1f} s")
+            f"{summary.failed} failed in {summary.seconds:.1f} s"
+            + (f"; {summary.known_failures} known failures (galprof errors)"
+               if summary.known_failures else ""))
     if summary.failed:
         sys.exit(EXIT_SOME_FAILED)
 
 
-def _scan_with_bar(store, paths, options, on_problem, console):
+def _run_with_bar(store, paths, settings, on_problem, console):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
-    from galprof.scan import scan as run_scan
+    from galprof.pipeline import run
 
     columns = [TextColumn("[progress.description]{task.description}"), BarColumn(),
                MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
@@ -129,5 +108,4 @@ def _scan_with_bar(store, paths, options, on_problem, console):
             rate = f"{done / elapsed:.1f} files/s" if elapsed and done else ""
             progress.update(task, completed=done, total=total, rate=rate)
 
-        return run_scan(store, list(paths), options, on_progress=on_progress,
-                        on_problem=on_problem)
+        return run(store, list(paths), settings, on_progress=on_progress, on_problem=on_problem)

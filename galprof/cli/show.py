@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from galprof.cli.common import db_option, json_option, library_errors, print_json, resolve_db
+from galprof.cli.common import (db_option, json_option, library_errors, print_json, resolve_db,
+                                shown)
 from galprof.errors import GalprofError
 
 
@@ -27,10 +28,10 @@ def show(path, db_path, as_json):
     from galprof.inspect import describe_media
     from galprof.store import open_store
 
-    with open_store(resolve_db(db_path), create=False) as store:
+    with open_store(resolve_db(db_path), read_only=True) as store:
         info = describe_media(store, os.path.abspath(path))
     if info is None:
-        raise GalprofError(f"{path} is not in the database; scan its folder first")
+        raise GalprofError(f"{shown(path)} is not in the database; scan its folder first")
     if as_json:
         print_json(info)
         return
@@ -41,22 +42,25 @@ def _print(info: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from rich.text import Text
+
     console = Console()
     m = info["media"]
-    console.print(f"[bold]{m['path']}[/]  ({m['kind']}, {m['format']}, {m['status']})")
+    console.print(Text.assemble((shown(m["path"]), "bold"),
+                                f"  ({m['kind']}, {m['format']}, {m['status']})"))
     if m.get("error"):
-        console.print(f"  [yellow]{m['error']}[/]")
+        console.print(Text("  " + shown(m["error"]), style="yellow"))
     meta = Table(show_header=False, box=None, padding=(0, 2))
     for key in ("taken_at", "make", "model", "lens_model", "focal_length", "width", "height",
                 "orientation", "gps_lat", "gps_lon", "duration", "rotation", "selfie_reason",
                 "motion_path"):
         if m.get(key) not in (None, "", 0) or key == "taken_at":
-            meta.add_row(key, str(m.get(key)))
+            meta.add_row(key, Text(shown(m.get(key))))
     console.print(meta)
     console.print(f"frames analysed: {len(info['frames'])}")
     for section in info.get("sections", []):
-        console.print(f"[bold]{section['title']}[/]")
+        console.print(Text(section["title"], style="bold"))
         for line in section["lines"]:
-            console.print(f"  {line}", markup=False)
+            console.print(Text("  " + shown(line)))
     for e in info["errors"]:
-        console.print(f"[red]{e['stage']}[/]: {e['message']}")
+        console.print(Text.assemble((e["stage"], "red"), ": " + shown(e["message"])))

@@ -8,6 +8,7 @@ cannot write a malformed entry, is used only where the block is well formed.
 import os
 import random
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -27,6 +28,10 @@ MAKE, MODEL, ORIENTATION, SOFTWARE, XRES = 0x010F, 0x0110, 0x0112, 0x0131, 0x011
 DATETIME_ORIGINAL, OFFSET_ORIGINAL, FOCAL, MAKERNOTE = 0x9003, 0x9011, 0x920A, 0x927C
 LENS, FOCAL_35 = 0xA434, 0xA405
 GPS_PHOTO = "exif/camera/mei_FujiFilm_S2Pro_paris_gps.jpg"     # a real photo with camera + GPS
+
+# pytest resets warning filters around each test, undoing metadata's own filter of Pillow's
+# EXIF warnings; test_pillow_warnings_never_reach_stderr checks that filter in a fresh process.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")
 
 
 # --- a TIFF/EXIF writer that can also lie -------------------------------------------------
@@ -251,6 +256,17 @@ def test_a_field_written_with_the_wrong_type_is_malformed_not_absent():
     exif_from_bytes(block, m)
     assert (m.make, m.model, m.taken_at) == (None, "EOS 20D", None)
     assert m.warnings == ["EXIF: 2 malformed entries skipped (DateTimeOriginal, Make)"]
+
+
+def test_pillow_warnings_never_reach_stderr():
+    block = exif_block([text(MAKE, "HTC"), entry(ORIENTATION, SHORT, 2, b"\x00\x06\x00\x01"),
+                        text(MODEL, "HTC One_M8")])
+    code = ("import sys; from galprof.gallery.metadata import Metadata, exif_from_bytes; "
+            "m = Metadata(); exif_from_bytes(sys.stdin.buffer.read(), m); print(m.warnings)")
+    run = subprocess.run([sys.executable, "-c", code], input=block[:6 + 8 + 2 + 12 * 2 + 5],
+                         capture_output=True, timeout=60)
+    assert run.returncode == 0 and run.stderr == b""
+    assert run.stdout.decode().strip() == "['EXIF: the main directory is cut short']"
 
 
 def test_repeated_and_empty_entries_are_not_warnings():

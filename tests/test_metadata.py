@@ -177,7 +177,8 @@ def _mkv_with_unknown_codec(path):
         s = c.add_stream("mpeg4", rate=10)
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
         for i in range(30):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 8, np.uint8), format="rgb24")
+            pixels = np.full((48, 64, 3), i * 8, np.uint8)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             for p in s.encode(frame):
                 c.mux(p)
         for p in s.encode():

@@ -237,9 +237,10 @@ def test_a_directory_cut_short_keeps_its_first_entries():
 
 
 def test_an_exif_pointer_out_of_the_block_loses_only_that_directory():
-    block = bytearray(exif_block([text(MAKE, "SONY")], [text(DATETIME_ORIGINAL, "2010:05:15 17:12:05")],
-                                 [text(1, "N"), rational(2, (51, 1), (46, 1), (43, 1)),
-                                  text(3, "W"), rational(4, (1, 1), (15, 1), (0, 1))]))
+    block = bytearray(exif_block(
+        [text(MAKE, "SONY")], [text(DATETIME_ORIGINAL, "2010:05:15 17:12:05")],
+        [text(1, "N"), rational(2, (51, 1), (46, 1), (43, 1)),
+         text(3, "W"), rational(4, (1, 1), (15, 1), (0, 1))]))
     at = block.index(struct.pack(">HHL", 0x8769, LONG, 1)) + 8
     block[at:at + 4] = struct.pack(">L", 10_000_000)
     m = Metadata()

@@ -61,6 +61,7 @@ warnings.filterwarnings(
             r"|Truncated File Read|Metadata Warning)")
 
 _IFD0, _EXIF_IFD, _GPS_IFD = 0, int(ExifTags.IFD.Exif), int(ExifTags.IFD.GPSInfo)
+_POINTERS = (_EXIF_IFD, _GPS_IFD)
 _DIRECTORY_NAMES = {_IFD0: "main", _EXIF_IFD: "Exif", _GPS_IFD: "GPS"}
 _TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
 # Bytes per value of each TIFF type (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE, UNDEFINED,
@@ -86,6 +87,10 @@ _EXPECTED = {
     (_GPS_IFD, _G.GPSLatitude): _NUMBERS, (_GPS_IFD, _G.GPSLongitude): _NUMBERS,
     (_GPS_IFD, _G.GPSAltitude): _NUMBER, (_GPS_IFD, _G.GPSAltitudeRef): _TEXT + _INT,
 }
+
+# The tags decoded from each directory: the fields above and, in the main one, the pointers.
+_WANTED = {g: {t for gg, t in _EXPECTED if gg == g} for g in _DIRECTORY_NAMES}
+_WANTED[_IFD0] |= set(_POINTERS)
 
 
 class _Directories:
@@ -121,7 +126,7 @@ class _Directories:
     def _read(self, offset: int, group: int) -> dict[int, Any]:
         """One directory, entry by entry: the malformed ones are neutralised before Pillow
         sees them (an entry whose data runs past the block stops Pillow's loop, losing every
-        entry after it), then each value is decoded on its own."""
+        entry after it), then each value read here is decoded and type-checked on its own."""
         if not 0 <= offset <= len(self._buf) - 2:
             self.unreadable.append(_DIRECTORY_NAMES[group])
             return {}
@@ -135,7 +140,7 @@ class _Directories:
             self.unreadable.append(_DIRECTORY_NAMES[group])
             return {}
         values: dict[int, Any] = {}
-        for tag in sorted(ifd):
+        for tag in sorted(_WANTED[group] & set(ifd)):
             try:
                 value = _single(ifd[tag])
             except Exception:  # noqa: BLE001
@@ -146,7 +151,7 @@ class _Directories:
                 listed.discard(tag)
                 continue
             values[tag] = value
-        for tag in listed - set(values):     # sound, yet Pillow left it out: count it too
+        for tag in listed - set(ifd):        # sound, yet Pillow left it out: count it too
             self.skipped[_tag_name(tag, group)] += 1
         return values
 

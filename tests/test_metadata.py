@@ -1,12 +1,19 @@
 """EXIF and container metadata on real files from many phones and cameras."""
 
+import csv
+import io
 import math
 
 import av
+import numpy as np
+import pillow_heif
 import pytest
+from conftest import TESTMEDIA
+from PIL import Image
 
 from galprof.gallery.frames import decode_photo, read_metadata
-from galprof.gallery.metadata import Metadata, exif_from_bytes, parse_iso6709, valid_gps, video_metadata
+from galprof.gallery.metadata import (Metadata, exif_from_bytes, original_orientation,
+                                      parse_iso6709, valid_gps, video_metadata)
 
 
 def photo_meta(path) -> Metadata:
@@ -96,3 +103,97 @@ def test_video_container_metadata(testmedia, name, taken, lat, lon):
     assert m.gps_lat == (pytest.approx(lat) if lat else None)
     assert m.gps_lon == (pytest.approx(lon) if lon else None)
     assert m.duration and m.duration > 1 and m.fps and m.fps > 5
+
+
+# --- HEIC orientation: the file's own value, not pillow-heif's rewritten one ---------------
+
+def _heics(testmedia):
+    return sorted(p for p in testmedia.rglob("*") if p.suffix.lower() in (".heic", ".heif")
+                  and "corrupt" not in p.parts)
+
+
+def _stored_orientation(path) -> int | None:
+    """The Orientation tag as stored in the file: pillow-heif's own reader, which (unlike
+    its Pillow plugin) leaves the EXIF bytes untouched, parsed by Pillow."""
+    heif = pillow_heif.open_heif(path)
+    exif = Image.Exif()
+    exif.load(heif.info.get("exif") or b"")
+    return exif.get(0x0112)
+
+
+def test_heic_original_orientation_is_the_files_own(testmedia):
+    heics = _heics(testmedia)
+    assert len(heics) >= 15
+    rotated = 0
+    for path in heics:
+        with Image.open(path) as img:
+            m = Metadata()
+            exif_from_bytes(img.info.get("exif"), m)
+            reported = original_orientation(img) or m.orientation
+        assert reported == _stored_orientation(path), path.name
+        rotated += reported not in (None, 1)
+    assert rotated >= 5          # iPhone portraits store 6: the case that showed 1 before
+
+
+def test_original_orientation_is_none_when_the_decoder_kept_the_tag(testmedia):
+    with Image.open(testmedia / "exif/orientation/ias_portrait_6.jpg") as img:
+        assert original_orientation(img) is None
+        m = Metadata()
+        exif_from_bytes(img.info.get("exif"), m)
+        assert m.orientation == 6
+
+
+# --- agreement with the reference reader (media_index.csv, extracted with Pillow) -----------
+
+def _index_rows():
+    with open(TESTMEDIA / "media_index.csv", newline="") as f:
+        return [r for r in csv.DictReader(f) if r["kind"] == "image"
+                and any(r[k] for k in ("make", "model", "datetime_original", "gps_lat"))]
+
+
+@pytest.mark.parametrize("row", _index_rows(), ids=lambda r: r["file"])
+def test_exif_agrees_with_the_reference_reader(testmedia, row):
+    m = photo_meta(testmedia / row["file"])
+    assert (m.make or "", m.model or "", m.lens_model or "") == (
+        row["make"], row["model"], row["lens_model"])
+    if row["focal_length"] and float(row["focal_length"]) > 0:      # 0 mm is "not recorded"
+        assert m.focal_length == pytest.approx(float(row["focal_length"]))
+    if row["datetime_original"]:
+        d = row["datetime_original"]
+        assert (m.taken_at or "")[:19] == f"{d[:4]}-{d[5:7]}-{d[8:10]}T{d[11:19]}"
+    if row["exif_orientation"] not in ("", "0"):                  # 0 is not an orientation
+        assert m.orientation == int(row["exif_orientation"])
+    if row["gps_lat"] and valid_gps(float(row["gps_lat"]), float(row["gps_lon"])):
+        assert (m.gps_lat, m.gps_lon) == (pytest.approx(float(row["gps_lat"]), abs=1e-5),
+                                          pytest.approx(float(row["gps_lon"]), abs=1e-5))
+
+
+# --- a video stream without a decoder -------------------------------------------------------
+
+def _mkv_with_unknown_codec(path):
+    """A real MKV (written by PyAV) whose codec id is renamed to one no FFmpeg knows."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(30):
+            pixels = np.full((48, 64, 3), i * 8, np.uint8)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    data = buf.getvalue()
+    assert data.count(b"V_MPEG4/ISO/ASP") == 1
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/ASP", b"V_GALPROF/NONE!"))
+    return path
+
+
+def test_video_without_a_decoder_gives_partial_metadata(tmp_path):
+    path = _mkv_with_unknown_codec(tmp_path / "MVI_0001.mkv")
+    with av.open(str(path), metadata_errors="ignore") as c:
+        assert c.streams.video[0].codec_context is None
+        m = video_metadata(c)
+    assert (m.duration, m.fps, m.width, m.height) == (3.0, 10.0, None, None)
+    assert len(m.warnings) == 1 and "\n" not in m.warnings[0]
+    assert "codec is not supported" in m.warnings[0]

@@ -5,6 +5,8 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,10 @@ def _copy(src: Path, dst: Path) -> Path:
 def test_walk_finds_every_testmedia_file(testmedia):
     result = walk([testmedia])
     paths = {p.relative_to(testmedia).as_posix() for f in result.items for p in [f.path]}
-    # Every media file of the manifest, with the Live Photo's .mov folded into its still.
-    assert len(result.items) == 258
+    # Every media file of the manifest, with the Live Photo's .mov folded into its still:
+    # every file but the CSV/Markdown labels, less that one .mov.
+    files = [p for p in testmedia.rglob("*") if p.is_file() and p.suffix not in (".csv", ".md")]
+    assert len(result.items) == len(files) - 1 == 259
     assert "videos/livephoto/IMG_3589.mov" not in paths
     assert not any(p.endswith((".csv", ".md")) for p in paths)
     live = next(f for f in result.items if f.path.name == "IMG_3589.HEIC")
@@ -101,3 +105,94 @@ def test_unreadable_folder_is_reported_not_fatal(testmedia):
     finally:
         os.chmod(base / "locked", 0o755)
         shutil.rmtree(base)
+
+
+# --- files that are not regular files ------------------------------------------------------
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_and_device_are_reported_once_and_never_opened(testmedia, tmp_path):
+    ok = _copy(testmedia / "scenes" / "pp_dog_orange.jpg", tmp_path / "DCIM" / "a.jpg")
+    os.mkfifo(tmp_path / "DCIM" / "photo.jpg")
+    os.symlink("/dev/zero", tmp_path / "DCIM" / "zero.jpg")
+    os.mkfifo(tmp_path / "DCIM" / "pipe")                  # no media extension: not ours
+    result = _walk_with_watchdog(tmp_path / "DCIM", [tmp_path / "DCIM" / "photo.jpg",
+                                                    tmp_path / "DCIM" / "pipe"])
+    assert [f.path for f in result.items] == [ok]
+    assert sorted((Path(p).name, r) for p, r in result.problems) == [
+        ("photo.jpg", "not a regular file (a FIFO)"),
+        ("zero.jpg", "not a regular file (a character device)")]
+
+
+def _walk_with_watchdog(root, fifos):
+    """walk(root) in a thread; a FIFO it opened for reading is unblocked by opening it for
+    writing, so that the test fails (instead of hanging) if the walk opens one."""
+    done, out = threading.Event(), {}
+    t = threading.Thread(target=lambda: (out.update(result=walk([root])), done.set()), daemon=True)
+    t.start()
+    released = []
+    deadline = time.monotonic() + 10
+    while not done.wait(0.5) and time.monotonic() < deadline:
+        for fifo in fifos:
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))   # only with a reader
+                released.append(fifo)
+            except OSError:
+                pass
+    t.join(5)
+    assert released == [] and done.is_set(), "the walk opened a FIFO"
+    return out["result"]
+
+
+def test_fifo_named_as_a_root_is_reported(tmp_path):
+    os.mkfifo(tmp_path / "IMG_0001.HEIC")
+    result = _walk_with_watchdog(tmp_path / "IMG_0001.HEIC", [tmp_path / "IMG_0001.HEIC"])
+    assert result.items == []
+    assert result.problems == [(str(tmp_path / "IMG_0001.HEIC"), "not a regular file (a FIFO)")]
+
+
+def test_broken_symlinks_say_so(testmedia, tmp_path):
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "IMG_1.jpg")
+    os.symlink(tmp_path / "IMG_2.jpg", tmp_path / "IMG_2.jpg")
+    os.symlink(tmp_path / "gone.txt", tmp_path / "notes.txt")     # not media: not reported
+    result = walk([tmp_path])
+    assert result.items == []
+    assert sorted((Path(p).name, r) for p, r in result.problems) == [
+        ("IMG_1.jpg", "broken symbolic link (its target does not exist)"),
+        ("IMG_2.jpg", "broken symbolic link (it points to itself in a loop)")]
+
+
+# --- camera thumbnails, names from old cameras ---------------------------------------------
+
+def test_thm_thumbnail_is_attached_to_its_video_never_a_photo(testmedia, tmp_path):
+    thumb = testmedia / "scenes" / "pp_dog_orange.jpg"              # a THM is a small JPEG
+    mov = _copy(testmedia / "videos/rotated_iPhone6_with-gps.mov", tmp_path / "MVI_0001.MOV")
+    thm = _copy(thumb, tmp_path / "MVI_0001.THM")
+    avi = _copy(testmedia / "videos/mei_Canon_MVI_4823_roadtrip.AVI", tmp_path / "MVI_0002.AVI")
+    _copy(thumb, tmp_path / "MVI_0003.THM")                         # its video was deleted
+    items = walk([tmp_path]).items
+    assert [(f.path, f.kind, f.motion_path, f.thumbnail_path) for f in items] == [
+        (mov, "video", None, thm), (avi, "video", None, None)]
+
+
+def test_names_that_are_not_utf8_survive_the_walk(testmedia, tmp_path):
+    base = os.fsencode(tmp_path)
+    names = [b"IMG_\xe9t\xe9.jpg", b"\xff\xfe_0001.HEIC", b"\xff\xfe_0001.mov", b"CAF\xc9.THM",
+             b"CAF\xc9.AVI"]
+    sources = ["scenes/pp_dog_orange.jpg", "videos/livephoto/IMG_3589.HEIC",
+               "videos/livephoto/IMG_3589.mov", "scenes/pp_limes.jpg",
+               "videos/mei_Canon_MVI_4823_roadtrip.AVI"]
+    os.mkdir(base + b"/DCIM_\xa0")
+    for name, src in zip(names, sources):
+        shutil.copyfile(os.fsencode(testmedia / src), base + b"/DCIM_\xa0/" + name)
+    result = walk([tmp_path])
+    assert result.problems == []
+    got = [(os.fsencode(f.path), f.kind, f.format, f.motion_path and os.fsencode(f.motion_path),
+            f.thumbnail_path and os.fsencode(f.thumbnail_path)) for f in result.items]
+    d = base + b"/DCIM_\xa0/"
+    assert sorted(got) == sorted([
+        (d + names[0], "photo", "JPEG", None, None),
+        (d + names[1], "photo", "HEIF", d + names[2], None),
+        (d + names[4], "video", "AVI", None, d + names[3])])
+    for f in result.items:                       # the paths open as they are
+        with open(f.path, "rb") as fh:
+            assert sniff(fh.read(64))[1] == f.format

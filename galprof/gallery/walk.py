@@ -4,12 +4,23 @@ Phone-gallery rules: hidden folders and files (`.thumbnails`, `.trashed-*`,
 `.pending-*`) are skipped, so are folders holding a `.nomedia` file; symlinked
 folders are followed once (loops are cut by device/inode); an iPhone Live Photo
 (a still and a `.mov` with the same stem in one folder) is one photo with its
-motion part attached. Kinds are recognised by content, not by extension.
+motion part attached; a camera's `.THM` (the JPEG thumbnail Canon, GoPro and
+others write next to each video) is never a photo: it is attached to its video
+as `thumbnail_path`, and skipped when the video is gone. Kinds are recognised by
+content, not by extension.
+
+Only regular files are read: a FIFO, a device or a socket (or a symlink to one)
+with a media extension is reported as "not a regular file (a FIFO)" and never
+opened, as opening a FIFO blocks; a broken symlink is reported as such. Names
+that are not valid UTF-8 come through as os.walk gives them (surrogate-escaped
+str, lossless: `os.fsencode(path)` gives the bytes back).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +28,7 @@ PHOTO_EXTS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".heic",
               ".hif", ".avif"}
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".3gp", ".3g2", ".mkv", ".avi", ".webm", ".mts", ".qt"}
 MEDIA_EXTS = PHOTO_EXTS | VIDEO_EXTS
+THUMBNAIL_EXTS = {".thm"}          # a video camera's thumbnail of the video with the same stem
 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs",
                 b"mif1", b"msf1", b"avif", b"avis"}
@@ -58,7 +70,8 @@ class Found:
     mtime_ns: int
     kind: str | None              # "photo" / "video", or None when the content is unknown
     format: str | None
-    motion_path: Path | None = None
+    motion_path: Path | None = None      # a Live Photo's video part
+    thumbnail_path: Path | None = None   # a video's camera thumbnail (.THM) sidecar
 
 
 @dataclass
@@ -78,8 +91,9 @@ def walk(roots: list[Path]) -> WalkResult:
     seen_files: set[Path] = set()
     for root in roots:
         root = Path(os.path.abspath(root))
-        if root.is_file():
-            _add_files(root.parent, [root.name], root.parent, result, seen_files, pair=False)
+        if not root.is_dir():
+            _add_files(root.parent, [root.name], root.parent, result, seen_files, pair=False,
+                       named=True)
             continue
         for dirpath, dirnames, filenames in os.walk(
                 root, followlinks=True,
@@ -105,26 +119,81 @@ def _reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
+_NOT_REGULAR = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                (stat.S_ISDIR, "a folder")]
+
+
+def _not_regular(mode: int) -> str | None:
+    """'not a regular file (a FIFO)' and the like; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "an unknown kind of file")
+    return f"not a regular file ({kind})"
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _stat_problem(path: Path, e: OSError) -> str:
+    if os.path.islink(path):
+        if e.errno == errno.ELOOP:
+            return "broken symbolic link (it points to itself in a loop)"
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "broken symbolic link (its target does not exist)"
+    return _reason(e)
+
+
+def _read_head(path: Path) -> tuple[os.stat_result, bytes | str]:
+    """The file's stat and first bytes, or the reason it is not read: a file that is not
+    regular is never opened, and the open itself cannot block (O_NONBLOCK) should the
+    file be swapped for a FIFO after the stat."""
+    st = os.stat(path)
+    problem = _not_regular(st.st_mode)
+    if problem:
+        return st, problem
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+                 | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        problem = _not_regular(st.st_mode)
+        return (st, problem) if problem else (st, os.read(fd, 64))
+    finally:
+        os.close(fd)
+
+
 def _add_files(folder: Path, names: list[str], root: Path, result: WalkResult,
-               seen: set[Path], pair: bool) -> None:
+               seen: set[Path], pair: bool, named: bool = False) -> None:
+    """`named`: the user named this file, so whatever is wrong with it is reported even
+    without a media extension."""
     found: list[Found] = []
+    thumbnails: dict[str, Path] = {}
     for name in sorted(names):
         if name.startswith("."):
             continue                  # hidden, .trashed-*, .pending-*, .nomedia
         path = folder / name
+        ext = path.suffix.lower()
+        if ext in THUMBNAIL_EXTS:                     # never a photo of its own
+            if _is_regular(path):
+                thumbnails[path.stem.lower()] = path
+            continue
         real = Path(os.path.realpath(path))
         if real in seen:
             continue
-        ext = path.suffix.lower()
+        report = named or ext in MEDIA_EXTS
         try:
-            st = os.stat(path)
-            if not os.path.isfile(path):
-                continue
-            with open(path, "rb") as f:
-                head = f.read(64)
+            st, head = _read_head(path)
         except OSError as e:
-            if ext in MEDIA_EXTS:
-                result.problems.append((str(path), _reason(e)))
+            if report:
+                result.problems.append((str(path), _stat_problem(path, e)))
+            continue
+        if isinstance(head, str):
+            if report:
+                result.problems.append((str(path), head))
             continue
         kind_format = sniff(head)
         if kind_format is None and ext not in MEDIA_EXTS:
@@ -134,6 +203,9 @@ def _add_files(folder: Path, names: list[str], root: Path, result: WalkResult,
         found.append(Found(path, root, st.st_size, st.st_mtime_ns, kind, fmt))
     if pair:
         found = _pair_live_photos(found)
+    for f in found:
+        if f.kind == "video":
+            f.thumbnail_path = thumbnails.get(f.path.stem.lower())
     result.items.extend(found)
 
 

@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from galprof.errors import MediaError
-from galprof.gallery.metadata import Metadata, exif_from_bytes, video_metadata
+from galprof.gallery.metadata import (Metadata, exif_from_bytes, original_orientation,
+                                     video_metadata)
 from galprof.stages import Frame
 from galprof.gallery.hashing import hash_bytes, hash_stream
 
@@ -185,20 +186,25 @@ def decode_photo(source: bytes | os.PathLike | str, long_side: int, name=None) -
         if share < MIN_DECODED_SHARE:
             raise MediaError(name, f"truncated file: only {share:.0%} of the image decodes")
         notes.append(f"truncated file: analysed the {share:.0%} of the image that decodes")
-    meta = _photo_meta(img, w, h)
-    if meta.orientation and meta.orientation != 1:
+    meta, tag = _photo_meta(img, w, h)
+    if tag and tag != 1:
         img = ImageOps.exif_transpose(img)
     img = _fit(img.convert("RGB"), long_side)
     frame = Frame(index=0, timestamp=None, image=np.asarray(img), scale=img.width / meta.width)
     return Decoded(meta, [frame], meta.warnings + notes)
 
 
-def _photo_meta(img: Image.Image, w: int, h: int) -> Metadata:
+def _photo_meta(img: Image.Image, w: int, h: int) -> tuple[Metadata, int | None]:
+    """(metadata with the displayed size, the EXIF orientation tag the pixels still need).
+
+    `meta.orientation` reports the file's own value: pillow-heif applies a HEIC's
+    orientation while decoding and rewrites the tag to 1, keeping the original aside."""
     meta = Metadata()
     exif_from_bytes(img.info.get("exif"), meta)
-    swap = meta.orientation in (5, 6, 7, 8)
-    meta.width, meta.height = (h, w) if swap else (w, h)
-    return meta
+    tag = meta.orientation
+    meta.width, meta.height = (h, w) if tag in (5, 6, 7, 8) else (w, h)
+    meta.orientation = original_orientation(img) or tag
+    return meta, tag
 
 
 def _rotate(array: np.ndarray, rotation: int) -> np.ndarray:
@@ -224,6 +230,9 @@ def decode_video(source: BinaryIO | os.PathLike | str, long_side: int, frame_ste
             raise MediaError(name, "no video stream")
         meta = video_metadata(container)
         stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise MediaError(name, "video codec not supported (no decoder for it in this "
+                                   "FFmpeg build)")
         stream.thread_type = "AUTO"
         total = stream.frames or (int(meta.duration * meta.fps) if meta.duration and meta.fps else 0)
         step = max(frame_step, math.ceil(total / max_frames) if total else frame_step)
@@ -298,7 +307,7 @@ def read_media(path: os.PathLike | str, kind: str, long_side: int, frame_step: i
     if pixels(digest) if callable(pixels) else pixels:
         return digest, decode_photo(data, long_side, name=path)
     img = _open_image(data, path)
-    meta = _photo_meta(img, *img.size)
+    meta = _photo_meta(img, *img.size)[0]
     return digest, Decoded(meta, [], meta.warnings)
 
 
@@ -314,7 +323,7 @@ def read_metadata(source: bytes | os.PathLike | str, kind: str) -> Metadata:
         return _video_meta(io.BytesIO(source) if isinstance(source, bytes) else str(source), source)
     data, name = _photo_bytes(source)
     img = _open_image(data, name)
-    return _photo_meta(img, *img.size)
+    return _photo_meta(img, *img.size)[0]
 
 
 def thumbnail(path: os.PathLike | str, long_side: int = 256) -> Image.Image:

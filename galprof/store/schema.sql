@@ -1,7 +1,8 @@
 -- galprof store, schema version 1. One SQLite file (WAL mode); every table is plain SQL so
--- that `sqlite3 galprof.db` is a fine way to look inside. Migrations after version 1 live
--- in db.py as named, ordered steps recorded in the `migrations` table (name, applied_at);
--- PRAGMA user_version is the number of steps applied.
+-- that `sqlite3 galprof.db` is a fine way to look inside. Later versions are the numbered
+-- files beside this one (0002_people.sql, ...), applied in order by store/db.py and recorded
+-- in the `migrations` table (name, applied_at); PRAGMA user_version is the number applied.
+-- Paths are TEXT, or the raw bytes as a BLOB for a name that is not valid UTF-8.
 
 -- One row per media item found under a scanned root. A Live Photo is one photo whose
 -- motion part is `motion_path`. `content_hash` recognises a moved or renamed file.
@@ -11,7 +12,7 @@ CREATE TABLE media (
     root             TEXT NOT NULL,             -- the scanned root it was found under
     size             INTEGER NOT NULL,
     mtime_ns         INTEGER NOT NULL,
-    content_hash     TEXT,                      -- blake2b of size + head/middle/tail (see db.py)
+    content_hash     TEXT,                      -- blake2b of the bytes (gallery/hashing.py; 0004)
     kind             TEXT,                      -- 'photo' | 'video' | NULL (unrecognised)
     format           TEXT,                      -- JPEG, HEIF, PNG, MP4, MOV, MKV, ...
     motion_path      TEXT,                      -- Live Photo video part
@@ -33,7 +34,7 @@ CREATE TABLE media (
     front_camera     INTEGER NOT NULL DEFAULT 0, -- lens model names a front camera
     selfie           INTEGER NOT NULL DEFAULT 0, -- front camera, or shortest focal length rule
     selfie_reason    TEXT,
-    status           TEXT NOT NULL DEFAULT 'pending', -- pending | ok | warning | failed
+    status           TEXT NOT NULL DEFAULT 'pending', -- ok | warning | failed (unreadable)
     error            TEXT,                      -- why it failed or what the warning is
     scanned_at       TEXT
 );
@@ -64,7 +65,8 @@ CREATE TABLE results (
     PRIMARY KEY (content_hash, stage)
 );
 
--- Problems met while scanning, one line each (the newest per media is also media.error).
+-- Problems met while scanning, one line each (the newest per media is also media.error);
+-- `galprof errors` lists the failures that hold now (media.status, results.error).
 CREATE TABLE errors (
     id       INTEGER PRIMARY KEY,
     path     TEXT NOT NULL,

@@ -45,6 +45,7 @@ class MediaError(GalprofError):
     """One media file cannot be read. Recorded against the file; never aborts a scan."""
 
     def __init__(self, path, reason: str):
+        reason = " ".join(str(reason).split())      # one line, whatever a library said
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason

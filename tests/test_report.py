@@ -126,7 +126,7 @@ def profile(testmedia):
 @pytest.fixture(scope="module")
 def report(profile, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report.html"
-    stats = build_report(profile, out, thumbs_per_category=CAP, thumbnail=THUMBNAIL)
+    stats = build_report(profile, out, thumbs_per_category=CAP, thumbnail=THUMBNAIL, faces="all")
     return out, stats
 
 
@@ -251,6 +251,39 @@ def test_report_clicks_in_chromium(report, browser, tmp_path):
     page.close()
     assert errors == []
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+
+
+HOSTILE = "<!--<script>alert(1)</script>\u2028&amp;"
+
+
+@pytest.mark.slow
+def test_hostile_names_stay_text_and_only_the_owners_face_is_shown(profile, browser, tmp_path):
+    doc = json.loads(json.dumps(profile))
+    doc["people"][1]["name"] = HOSTILE
+    doc["categories"][0]["subcategories"][0]["category"] = HOSTILE
+    out = tmp_path / "r.html"
+    stats = build_report(doc, out, thumbs_per_category=CAP, thumbnail=THUMBNAIL)   # faces: owner
+    assert out.stat().st_mode & 0o077 == 0                      # photos, faces, paths: yours only
+    assert stats.faces == 1
+    html = out.read_text(encoding="utf-8")
+    assert "<!--<script>" not in html
+    labels = {p["id"]: p["label"] for p in embedded(html, "galprof-data")["people"]}
+    assert labels[doc["people"][1]["id"]] == HOSTILE
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: errors.append(f"dialog: {d.message}"))
+    page.goto(out.as_uri())
+    cards = page.locator("#people-list .person")
+    assert cards.count() == len(PEOPLE)
+    assert HOSTILE.replace("\u2028", " ") in " ".join(cards.all_inner_texts()).replace("\u2028", " ")
+    assert page.locator("#people-list .person img").count() == 1
+    assert page.locator("#people-list .person.owner img").count() == 1
+    page.locator('#groups .bar[data-group="Pets/animals"]').click()
+    assert HOSTILE in page.locator("#subcats .bar").evaluate_all(
+        "els => els.map(e => e.dataset.category)")
+    page.close()
+    assert errors == []
 
 
 def test_terminal_summary(profile):

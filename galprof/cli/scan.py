@@ -24,6 +24,9 @@ EXIT_SOME_FAILED = 3
               help="Analyse every N-th video frame (changing it re-samples videos only).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=40, show_default=True,
               help="At most this many frames per video (the step widens for long videos).")
+@click.option("--max-decode-mb", type=click.IntRange(min=16), default=512, show_default=True,
+              help="Memory one full-size decode may take; larger images that cannot be "
+                   "decoded reduced (PNG, HEIC, WebP) are refused with a message.")
 @threads_option
 @stage_list_option
 @model_options
@@ -37,8 +40,8 @@ EXIT_SOME_FAILED = 3
 @quiet_option
 @json_option
 @library_errors
-def scan(paths, db_path, frame_step, max_frames, threads, stage_names, models, remote_url,
-         token_file, ca_file, quiet, as_json):
+def scan(paths, db_path, frame_step, max_frames, max_decode_mb, threads, stage_names, models,
+         remote_url, token_file, ca_file, quiet, as_json):
     """Scan photo/video folders (or files) into the database.
 
     Only new and changed files are read again; moved files keep their results and
@@ -64,7 +67,8 @@ def scan(paths, db_path, frame_step, max_frames, threads, stage_names, models, r
         from galprof.remote.client import check_url, read_token
         remote = RemoteSettings(check_url(remote_url), read_token(token_file), ca_file)
     settings = Settings(stages=build_stages(stage_names, threads=threads, models=models),
-                        frame_step=frame_step, max_frames=max_frames, remote=remote)
+                        frame_step=frame_step, max_frames=max_frames,
+                        max_decode_mb=max_decode_mb, remote=remote)
 
     def on_problem(path: str, level: str, reason: str) -> None:
         if level == "error" or not quiet:

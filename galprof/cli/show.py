@@ -44,7 +44,7 @@ def _print(info: dict) -> None:
 
     from rich.text import Text
 
-    console = Console()
+    console = Console(soft_wrap=True)      # a long path stays one line when piped
     m = info["media"]
     console.print(Text.assemble((shown(m["path"]), "bold"),
                                 f"  ({m['kind']}, {m['format']}, {m['status']})"))

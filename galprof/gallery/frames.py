@@ -36,6 +36,10 @@ except ImportError:  # HEIC support is optional on exotic platforms
 
 # The guard against decompression bombs: refuse images above this many pixels.
 MAX_PIXELS = 250_000_000
+# Memory one full-size decode may take (--max-decode-mb): a 48 MP phone HEIC needs ~200 MB;
+# a small PNG can declare a 250 MP canvas (1 GB decoded, 2 GB with a conversion), which
+# would get a phone's or a Pi's process killed and lose the batch. JPEGs decode reduced.
+MAX_DECODE_BYTES = 512 * 1024 * 1024
 Image.MAX_IMAGE_PIXELS = None      # our own check below gives a per-file error instead
 # Formats without reduced-size decoding (HEIC, PNG, WebP, video) are decoded at full size,
 # which for a 12 MP HEIC costs ~110 MB: one such decode at a time keeps a scan's peak
@@ -55,6 +59,14 @@ class Decoded:
     meta: Metadata
     frames: list[Frame]
     warnings: list[str]
+
+
+def _decode_bytes(img: Image.Image) -> int:
+    """Memory a full decode of `img` takes: Pillow keeps 4 bytes a pixel for colour modes
+    (1 for L/P), and a conversion to RGB holds a second copy."""
+    bands = 1 if img.mode in ("1", "L", "P") else 4
+    copies = 1 if img.mode == "RGB" else 2
+    return img.width * img.height * bands * copies
 
 
 def _open_image(data: bytes, name) -> Image.Image:
@@ -77,10 +89,11 @@ def _open_image(data: bytes, name) -> Image.Image:
 
 
 def _short(e: BaseException) -> str:
-    text = str(e)
+    """A library's message as one short line (some span several, or end in newlines)."""
+    text = " ".join(str(e).split())
     if text.startswith("cannot identify image file"):
         return "unrecognised or corrupt image data"
-    return text or type(e).__name__
+    return text[:200] or type(e).__name__
 
 
 def _draft(img: Image.Image, long_side: int) -> None:
@@ -91,6 +104,10 @@ def _draft(img: Image.Image, long_side: int) -> None:
     f = long_side / max(w, h)
     if f < 1:
         img.draft("RGB", (max(1, math.ceil(w * f)), max(1, math.ceil(h * f))))
+
+
+def _rgb(img: Image.Image) -> Image.Image:
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _fit(img: Image.Image, long_side: int) -> Image.Image:
@@ -109,13 +126,19 @@ def _decoded_share(img: Image.Image) -> float:
     return 1 - missing / len(flat)
 
 
-def _load(data: bytes, long_side: int, name) -> tuple[Image.Image, tuple[int, int]]:
+def _load(data: bytes, long_side: int, name, max_bytes: int = MAX_DECODE_BYTES
+          ) -> tuple[Image.Image, tuple[int, int]]:
     """The decoded image (draft-scaled) and the stored size before scaling."""
     img = _open_image(data, name)
     size = img.size
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)               # animated GIF/WebP: the first frame
     _draft(img, long_side)
+    need = _decode_bytes(img)
+    if need > max_bytes:
+        raise MediaError(name, f"image too large to decode within the memory limit "
+                               f"({img.width}x{img.height} pixels need about {need >> 20} MB; "
+                               f"limit {max_bytes >> 20} MB, see --max-decode-mb)")
     if img.format in ("JPEG", "MPO"):
         img.load()
     else:
@@ -125,7 +148,7 @@ def _load(data: bytes, long_side: int, name) -> tuple[Image.Image, tuple[int, in
             # later and commutes with scaling; keep `info`, which holds the EXIF)
             if long_side and max(img.size) > long_side:
                 info = img.info
-                img = _fit(img.convert("RGB"), long_side)
+                img = _fit(_rgb(img), long_side)
                 img.info = info
         _release_freed_memory()
     return img, size
@@ -160,7 +183,8 @@ def _read_all(f: BinaryIO, name) -> bytes:
     return data
 
 
-def decode_photo(source: bytes | os.PathLike | str, long_side: int, name=None) -> Decoded:
+def decode_photo(source: bytes | os.PathLike | str, long_side: int, name=None,
+                 max_bytes: int = MAX_DECODE_BYTES) -> Decoded:
     """Metadata and one oriented RGB frame whose long side is at most `long_side`.
 
     `source` is the file's bytes (a path is read first, for callers that have only one).
@@ -172,14 +196,14 @@ def decode_photo(source: bytes | os.PathLike | str, long_side: int, name=None) -
     name = name if name is not None else default_name
     notes: list[str] = []
     try:
-        img, (w, h) = _load(data, long_side, name)
+        img, (w, h) = _load(data, long_side, name, max_bytes)
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         if isinstance(e, MediaError):
             raise
         if "truncated" not in str(e):
             raise MediaError(name, f"cannot decode pixels ({_short(e)})") from None
         try:
-            img, (w, h) = _load(data + b"\xff\xd9", long_side, name)
+            img, (w, h) = _load(data + b"\xff\xd9", long_side, name, max_bytes)
         except (OSError, ValueError, SyntaxError, EOFError):
             raise MediaError(name, f"truncated file that does not decode ({_short(e)})") from None
         share = _decoded_share(img)
@@ -189,7 +213,7 @@ def decode_photo(source: bytes | os.PathLike | str, long_side: int, name=None) -
     meta, tag = _photo_meta(img, w, h)
     if tag and tag != 1:
         img = ImageOps.exif_transpose(img)
-    img = _fit(img.convert("RGB"), long_side)
+    img = _fit(_rgb(img), long_side)
     frame = Frame(index=0, timestamp=None, image=np.asarray(img), scale=img.width / meta.width)
     return Decoded(meta, [frame], meta.warnings + notes)
 
@@ -275,7 +299,8 @@ def _video_meta(source, name) -> Metadata:
 
 
 def read_media(path: os.PathLike | str, kind: str, long_side: int, frame_step: int = 5,
-               max_frames: int = 40, pixels=True) -> tuple[str, Decoded]:
+               max_frames: int = 40, pixels=True,
+               max_bytes: int = MAX_DECODE_BYTES) -> tuple[str, Decoded]:
     """Read one media file once: (content hash of exactly the bytes read, what they decode to).
 
     The file is opened once; a photo's bytes are hashed and decoded from memory, a
@@ -305,7 +330,7 @@ def read_media(path: os.PathLike | str, kind: str, long_side: int, frame_step: i
         data = _read_all(f, path)
     digest = hash_bytes(data)
     if pixels(digest) if callable(pixels) else pixels:
-        return digest, decode_photo(data, long_side, name=path)
+        return digest, decode_photo(data, long_side, name=path, max_bytes=max_bytes)
     img = _open_image(data, path)
     meta = _photo_meta(img, *img.size)[0]
     return digest, Decoded(meta, [], meta.warnings)

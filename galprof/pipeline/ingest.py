@@ -105,7 +105,8 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
             return not stages or bool(cache.todo(digest, w.found.kind))
         digest, decoded = frames_mod.read_media(w.found.path, w.found.kind, side,
                                                 settings.frame_step, settings.max_frames,
-                                                pixels=needs_pixels)
+                                                pixels=needs_pixels,
+                                                max_bytes=settings.max_decode_mb << 20)
         return digest, decoded, time.perf_counter() - started
 
     if on_progress:
@@ -174,7 +175,8 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
         _read_failed(store, w, base, e.reason, problem)
         return
     except Exception as e:  # a decoder bug must not stop the run; report it like bad input
-        _read_failed(store, w, base, f"unexpected {type(e).__name__}: {_one_line(e)}", problem)
+        _read_failed(store, w, base, f"cannot decode this file (the decoder failed: "
+                                     f"{type(e).__name__}: {_one_line(e)})", problem)
         return
     notes = list(decoded.warnings)
     failures: list[str] = []

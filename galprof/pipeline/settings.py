@@ -23,6 +23,7 @@ class Settings:
     frame_step: int = 5                  # every N-th video frame...
     max_frames: int = 40                 # ...widened so at most this many cover the clip
     decode_workers: int = 2              # threads decoding ahead of inference
+    max_decode_mb: int = 512             # memory one full-size decode may take
     remote: RemoteSettings | None = None
     # Privacy rules' thresholds (galprof.privacy.PrivacyThresholds); None: the defaults.
     privacy: object | None = None

@@ -220,23 +220,52 @@ def page_data(profile: dict, thumbs_per_category: int) -> tuple[dict, _Collector
     return data, media
 
 
+# Inside <script>, "<!--", "<script" and "</" change how the HTML parser reads on, and
+# U+2028/2029 end a line in older JavaScript; as JSON escapes they are the same text to
+# JSON.parse. (JSON has no "<", ">" or "&" outside its strings.)
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                   "\u2029": "\\u2029"}
+
+
+def _text(value):
+    """Every string valid UTF-8 (a file name's undecodable bytes shown as \\xNN)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {_text(k): _text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_text(v) for v in value]
+    return value
+
+
 def _script_json(obj) -> str:
-    # "</" would end the <script> element early; "<\/" is the same string to JSON.parse
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    text = json.dumps(_text(obj), ensure_ascii=False, separators=(",", ":"))
+    return re.sub("[<>&\u2028\u2029]", lambda m: _SCRIPT_ESCAPES[m.group()], text)
+
+
+FACES = ("owner", "all", "none")
 
 
 def build_report(profile: dict, out: Path, thumbs_per_category: int = 24,
                  thumbnail: Thumbnailer | None = None, thumb_px: int = THUMB_PX,
-                 workers: int | None = None) -> ReportStats:
-    """Write the report for `profile` (schema_version 1) to `out`; previews that cannot be
-    made are listed in the result's `failed` and shown as "no preview", never fatal."""
+                 workers: int | None = None, faces: str = "owner") -> ReportStats:
+    """Write the report for `profile` (schema_version 1) to `out`, readable by its owner
+    only; previews that cannot be made are listed in the result's `failed` and shown as
+    "no preview", never fatal. `faces`: whose face crops the page embeds ("owner": only
+    the owner's; "all"; "none")."""
+    if faces not in FACES:
+        raise ValueError(f"faces must be one of {', '.join(FACES)}, not {faces!r}")
     start = time.perf_counter()
     if int(profile.get("schema_version", 1)) != 1:
         raise GalprofError(f"profile schema_version {profile.get('schema_version')} is not "
                            f"supported by this galprof (expected 1)")
     thumbnail = thumbnail or _default_thumbnailer()
     data, media = page_data(profile, thumbs_per_category)
-    faces = data.pop("_faces")
+    crops_of = data.pop("_faces")
+    if faces != "all":
+        owner = faces == "owner" and (profile.get("owner") or {}).get("person_id")
+        crops_of = {i: f for i, f in crops_of.items() if owner is not None and owner is not False
+                    and data["people"][i]["id"] == owner}
     workers = workers or min(4, os.cpu_count() or 1)
     thumbs: list[str] = []
     failed: list[str] = []
@@ -257,7 +286,7 @@ def build_report(profile: dict, out: Path, thumbs_per_category: int = 24,
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         previews = list(pool.map(preview, [row[3] for row in media.rows]))
-        crops = dict(zip(faces, pool.map(face, faces.values())))
+        crops = dict(zip(crops_of, pool.map(face, crops_of.values())))
     for row, b64 in zip(media.rows, previews):
         if b64 is not None:
             row[1] = len(thumbs)
@@ -281,7 +310,9 @@ def build_report(profile: dict, out: Path, thumbs_per_category: int = 24,
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)   # photos, faces, paths
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(html)
     tmp.replace(out)
     return ReportStats(path=out, bytes=out.stat().st_size, thumbnails=len(thumbs) - n_faces,
                        faces=n_faces, seconds=round(time.perf_counter() - start, 3),

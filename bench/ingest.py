@@ -108,12 +108,9 @@ def peak_rss(media: Path, work: Path, copies: int) -> dict:
 
 def run_measured(cmd: list[str]) -> tuple[str, int]:
     """Run `cmd`; its stdout and its own peak RSS in KB (not that of earlier children)."""
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, text=True)
-        _, _, usage = os.wait4(proc.pid, 0)
-        proc.returncode = 0
-        out.seek(0)
-        return out.read(), usage.ru_maxrss
+    from galprof.bench import run_measured as measured
+    out, rss_kb = measured(cmd)
+    return out.stdout, rss_kb
 
 
 def _same_fs(a: Path, b: Path) -> bool:

@@ -160,12 +160,37 @@ def generate_photos(folder: Path, count: int, size: tuple[int, int] = GENERATED_
     return paths
 
 
+# Linux carries a process's peak RSS across exec, so a child forked from a big process (a
+# test run, a benchmark that loaded models) would report the parent's peak. A tiny
+# launcher forks the command from its own small image and reports the child's figure.
+_LAUNCHER = ("import os, sys\n"
+             "pid = os.fork()\n"
+             "if pid == 0:\n"
+             "    os.execv(sys.argv[2], sys.argv[2:])\n"
+             "_, status, usage = os.wait4(pid, 0)\n"
+             "open(sys.argv[1], 'w').write(f'{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}')\n")
+
+
+def run_measured(cmd: list[str], env: dict | None = None):
+    """Run `cmd` (its first item a path); (CompletedProcess with text output, its own
+    peak RSS in KB)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "rss"
+        out = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, str(report), *cmd],
+                             capture_output=True, text=True, env=env)
+        rss_kb, code = (int(v) for v in report.read_text().split())
+    return subprocess.CompletedProcess(cmd, code, out.stdout, out.stderr), rss_kb
+
+
 def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
                db: Path | None = None) -> dict:
     """Scan `folder` with the named stages into a fresh database, in a child process so that
     its peak memory is measured alone. Returns photos/s and where the time went."""
     import json
-    import subprocess
     import sys
     import tempfile
 
@@ -175,14 +200,7 @@ def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
                "--quiet", "--stages", ",".join(stages) or "none"]
         if threads:
             cmd += ["--threads", str(threads)]
-        with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
-            proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True)
-            _, status, usage = os.wait4(proc.pid, 0)       # this child's own peak memory
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            stdout.seek(0)
-            stderr.seek(0)
-            out = subprocess.CompletedProcess(cmd, proc.returncode, stdout.read(), stderr.read())
-        rss_kb = usage.ru_maxrss
+        out, rss_kb = run_measured(cmd)
     s = json.loads(out.stdout)
     media = s["photos"] + s["videos"]
     wall = s["seconds"]

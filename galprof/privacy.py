@@ -205,21 +205,21 @@ def _path(value) -> str:
 # -------------------------------------------------------------- marks and listings
 
 
-def _targets(store, path: Path) -> list[tuple[str, str | None, int | None]]:
-    """(path, content hash, media id) for a file, or for every known item under a folder."""
+def _targets(store, path: Path) -> list[tuple[str, str | None]]:
+    """(path, content hash) for a file, or for every known item under a folder."""
     absolute = os.path.abspath(path)
     if os.path.isdir(absolute):
         rows = store.media.under([absolute])
         if not rows:
             raise GalprofError(f"{_shown(path)}: no scanned media under this folder; scan it first")
-        return [(p, r["content_hash"], r["id"]) for p, r in sorted(rows.items())]
+        return [(p, r["content_hash"]) for p, r in sorted(rows.items())]
     row = store.media.by_path(absolute)
-    if row is not None:
-        return [(absolute, row["content_hash"], row["id"])]
+    if row is not None and row["content_hash"]:
+        return [(absolute, row["content_hash"])]
     if not os.path.isfile(absolute):
         raise GalprofError(f"{_shown(path)}: no such file")
     try:
-        return [(absolute, hash_file(absolute), None)]
+        return [(absolute, hash_file(absolute))]
     except OSError as e:
         raise GalprofError(f"{_shown(path)}: cannot read ({e.strerror})") from None
 
@@ -228,28 +228,32 @@ def _shown(path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _redecide(store, media_id: int | None,
+def _redecide(store, path: str, digest: str | None,
               thresholds: PrivacyThresholds = DEFAULT_THRESHOLDS) -> None:
-    if media_id is None:
-        return
-    row = store.media.by_id(media_id)
-    if row is not None and row["status"] != "failed" and row["kind"]:
-        d = decide_for(store, row, thresholds)
-        store.privacy.save_decisions([(media_id, d.private, "\n".join(d.reasons))])
+    """Decide again every item a mark of (path, digest) covers, as the store is now (call
+    in the mark's transaction: a scan may have added the item since it was looked up)."""
+    rows = store.media.matching(path, digest)
+    decided = []
+    for row in rows:
+        if row["status"] != "failed" and row["kind"]:
+            d = decide_for(store, row, thresholds)
+            decided.append((row["id"], d.private, "\n".join(d.reasons)))
+    store.privacy.save_decisions(decided)
 
 
 def mark(store, paths: list[Path]) -> list[str]:
     """Mark files (or every known item under a folder) private; returns the paths marked.
 
     A file not scanned yet is marked by its path and content hash, so the first scan
-    already finds it private. The item's decision is updated in the same transaction."""
+    already finds it private. The decisions of the items it covers change in the same
+    transaction."""
     done = []
     targets = [t for p in paths for t in _targets(store, p)]
     with store.transaction():
-        for path, digest, media_id in targets:
+        for path, digest in targets:
             if not store.privacy.is_marked(path, digest):
                 store.privacy.add_mark(path, digest)
-            _redecide(store, media_id)
+            _redecide(store, path, digest)
             done.append(path)
     return done
 
@@ -259,10 +263,10 @@ def unmark(store, paths: list[Path]) -> list[str]:
     done = []
     targets = [t for p in paths for t in _targets(store, p)]
     with store.transaction():
-        for path, digest, media_id in targets:
+        for path, digest in targets:
             if store.privacy.remove_marks(path, digest):
                 done.append(path)
-            _redecide(store, media_id)
+            _redecide(store, path, digest)
     return done
 
 

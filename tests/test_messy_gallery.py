@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from galprof.bench import run_measured
 from galprof.pipeline import Settings, run
 from galprof.store import open_store
 
@@ -152,11 +153,10 @@ def test_a_decompression_bomb_under_the_pixel_cap_stays_within_memory(tmp_path):
     db = tmp_path / "g.db"
     cmd = [sys.executable, "-m", "galprof", "scan", str(root), "--db", str(db), "--stages", "none",
            "--quiet"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read().decode()
-    assert os.waitstatus_to_exitcode(status) == 3, err
-    assert usage.ru_maxrss / 1024 < 600, f"peak RSS {usage.ru_maxrss / 1024:.0f} MB"
+    out, rss_kb = run_measured(cmd)
+    err = out.stderr
+    assert out.returncode == 3, err
+    assert rss_kb / 1024 < 600, f"peak RSS {rss_kb / 1024:.0f} MB"
     (line,) = err.splitlines()
     assert "bomb.png: image too large to decode within the memory limit" in line
     assert open_store(db).media.by_path(str(root / "fine.png"))["status"] == "ok"

@@ -62,13 +62,19 @@ def threads_option(f):
 
 
 def library_errors(f):
-    """Turn the library's typed errors into `Error: ...` and exit status 1."""
+    """Turn the library's typed errors, and a database that fails under it (full disk,
+    read-only file), into `Error: ...` on one line and exit status 1."""
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
+        import sqlite3
+
         try:
             return f(*args, **kwargs)
         except GalprofError as e:
-            raise click.ClickException(str(e)) from e
+            raise click.ClickException(shown(e)) from e
+        except sqlite3.Error as e:
+            from galprof.store.db import explain
+            raise click.ClickException(shown(explain(resolve_db(kwargs.get("db_path")), e))) from e
     return wrapper
 
 

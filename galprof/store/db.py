@@ -117,9 +117,12 @@ class Store:
         self._depth = 1
         try:
             yield self
-        except BaseException:
+        except BaseException as e:
             self._depth = 0
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.OperationalError):
+                raise SetupError(explain(self.path, e)) from None
             raise
         self._depth = 0
         _guard(self, "COMMIT")
@@ -196,18 +199,23 @@ def _guard(store: Store, sql: str) -> None:
     try:
         store.conn.execute(sql)
     except sqlite3.OperationalError as e:
-        raise SetupError(_explain(store.path, e)) from None
+        if store.conn.in_transaction and sql == "COMMIT":
+            store.conn.execute("ROLLBACK")
+        raise SetupError(explain(store.path, e)) from None
 
 
-def _explain(path: Path, e: sqlite3.Error) -> str:
+def explain(path: Path, e: sqlite3.Error) -> str:
+    """One line saying what went wrong with the database file, in a user's words."""
     text = str(e)
     if "locked" in text or "busy" in text:
         return (f"{path} stayed locked by another process for {BUSY_TIMEOUT_S} s; "
                 "run again when it has finished")
     if "readonly" in text or "read-only" in text:
         return f"{path} is read-only: galprof cannot write to it ({text})"
-    if "disk" in text and "full" in text or "SQLITE_FULL" in text:
-        return f"{path}: the disk is full; free some space and run again"
+    if "full" in text:
+        return f"{path}: the disk is full; free some space and run again (nothing was lost)"
+    if "disk I/O" in text or "unable to open" in text:
+        return f"{path}: cannot write the database file ({text}); is the disk full or read-only?"
     return f"{path}: database error ({text})"
 
 
@@ -265,7 +273,7 @@ def open_store(path: Path, create: bool = True, read_only: bool = False) -> Stor
             migrate(conn)
             _restrict_side_files(path)
     except sqlite3.DatabaseError as e:
-        raise SetupError(_explain(path, e) if isinstance(e, sqlite3.OperationalError)
+        raise SetupError(explain(path, e) if isinstance(e, sqlite3.OperationalError)
                          else f"{path} is not a usable galprof database ({e})") from None
     store = Store(path, conn, read_only)
     if read_only and store.schema_version < len(MIGRATIONS):

@@ -63,6 +63,12 @@ class MediaTable:
         return row_dict(self.conn.execute("SELECT * FROM media WHERE id = ?",
                                           (media_id,)).fetchone())
 
+    def matching(self, path: str, content_hash: str | None) -> list[dict]:
+        """Rows with this path or this content hash (what a private mark covers)."""
+        return [row_dict(r) for r in self.conn.execute(
+            "SELECT * FROM media WHERE path = ? OR (? IS NOT NULL AND content_hash = ?)",
+            (path_to_db(path), content_hash, content_hash))]
+
     def present(self) -> list[dict]:
         """Media in the gallery now that were read (failed files count only as failed)."""
         return [row_dict(r) for r in self.conn.execute(

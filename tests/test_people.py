@@ -329,6 +329,17 @@ def test_demography_counts_close_people_by_bin_and_gender():
     assert demo.as_dict()["bins"] == labels
 
 
+def test_owner_ties_go_to_the_smallest_id_by_value():
+    """Store ids are integers: on a full tie 9 wins over 10 (as text "10" would win)."""
+    rows = _face_rows(10, 6, 30, 0.9, dt.date(2024, 1, 1), 3) + \
+        _face_rows(9, 6, 30, 0.1, dt.date(2024, 2, 1), 3)
+    pid, media, male, age, when, video = zip(*rows)
+    people = summarise_people(list(pid), list(media), list(male), list(age), list(when))
+    assert people[9].days == people[10].days and people[9].photos == people[10].photos
+    assert find_owner(people).person_id == 9
+    assert find_owner({k: people[k] for k in (10, 9)}).person_id == 9
+
+
 def test_age_bins_and_param_checks():
     assert [age_bin(a) for a in (0, 6.9, 7, 33.9, 34, 99, 140)] == [0, 0, 1, 4, 5, 7, 7]
     assert age_bin(None) is None

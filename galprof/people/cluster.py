@@ -2,9 +2,14 @@
 
 Pure functions over arrays, so the store can feed them and tests can call them directly:
 features `[N, D]` float32 L2-normalised, one photo id per face, optional age and photo year
-per face. Labels are ints, -1 = unknown. Results are deterministic and do not depend on the
-order of the input (faces are processed in a canonical order: a hash of the feature bytes,
-then the photo id).
+per face, optional sort key per face. Labels are ints, -1 = unknown.
+
+Same answer on every platform: faces are processed in a canonical order that comes from
+the caller's `order_keys` (the store passes `(taken_at or "", media path, frame, face)`:
+earliest photo first, then the smallest path), or without keys from the photo ids as text
+and then the input position. Never from the feature values: the same models on x86 and
+arm64 agree only to within int8 rounding, and a hash of the feature bytes (the order used
+before) renumbered the people, and so changed a tied owner, on a last-bit difference.
 
 Pipeline: distances (cosine + cannot-link + child age penalty) → HDBSCAN, scikit-learn's
 (exact matrix up to `exact_max_faces`, else similarity partitions clustered exactly one by
@@ -12,12 +17,11 @@ one) → split any cluster holding two faces of one photo → merge clusters wit
 centroids that never share a photo → faces far from the rest of their cluster become
 unknown → unknown faces join a cluster whose centroid they match as closely as `assign_new`
 requires → refinement (>= `min_faces` faces from >= `min_photos` photos) → labels numbered
-by their first face in canonical order.
+0, 1, 2... by their first face in canonical order.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Hashable, Mapping, Sequence
 
@@ -61,13 +65,23 @@ def distance_matrix(features: np.ndarray, photo_ids: Sequence[Hashable],
 
 def cluster_faces(features: np.ndarray, photo_ids: Sequence[Hashable],
                   ages: np.ndarray | None = None, years: np.ndarray | None = None,
-                  params: ClusterParams | None = None) -> np.ndarray:
+                  params: ClusterParams | None = None,
+                  order_keys: Sequence | None = None) -> np.ndarray:
     """Label each face with a person index (0..K-1) or -1 (unknown).
 
     features: [N, D] L2-normalised identity features. photo_ids: one per face; faces of one
     photo (or one video frame) are never one person. ages: estimated age per face, years:
     the photo's year per face (birth year = year - age drives the child penalty; without
     years, ages are compared as if taken the same day).
+
+    order_keys: one sortable, unique key per face, e.g. `(taken_at or "", path, frame,
+    face)`. Faces are processed in key order and labels are numbered by their first face in
+    it: person 0 is the one whose smallest key is the smallest. So the numbers depend on the
+    keys, never on the input order or the feature bits; a difference far below the model's
+    int8 rounding can only move a face whose distance sits that close to a threshold.
+    Without keys, the order is the photo ids as text, then the input position (so it does
+    not depend on the order of the photos, but does on the order of the faces within one
+    photo).
     """
     params = (params or CLUSTER).check()
     features = _check_features(features)
@@ -75,9 +89,9 @@ def cluster_faces(features: np.ndarray, photo_ids: Sequence[Hashable],
     photos = _photo_codes(photo_ids, n)
     if ages is not None and len(ages) != n or years is not None and len(years) != n:
         raise ValueError(f"ages/years must have one value per face ({n})")
+    order = _canonical_order(photo_ids, order_keys)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    order = _canonical_order(features, photo_ids)
     feats = np.ascontiguousarray(features[order], dtype=np.float32)
     phot = photos[order]
     age = np.full(n, np.nan) if ages is None else _floats(ages)[order]
@@ -183,13 +197,24 @@ def _photo_codes(photo_ids, n: int) -> np.ndarray:
     return np.fromiter((codes.setdefault(p, len(codes)) for p in photo_ids), np.int64, n)
 
 
-def _canonical_order(features: np.ndarray, photo_ids) -> np.ndarray:
-    """Order by feature bytes, then photo id: independent of the input order."""
-    digests = [hashlib.blake2b(np.ascontiguousarray(row, dtype=np.float32).tobytes(),
-                               digest_size=8).digest() for row in features]
-    keys = np.frombuffer(b"".join(digests), dtype=">u8")
-    names = np.array([str(p) for p in photo_ids])
-    return np.lexsort((np.arange(len(keys)), names, keys))
+def _canonical_order(photo_ids, order_keys) -> np.ndarray:
+    """Positions in processing order: by `order_keys`, else by photo id as text then input
+    position. Never by feature values (see the module docstring)."""
+    n = len(photo_ids)
+    if order_keys is None:
+        names = [str(p) for p in photo_ids]
+        return np.array(sorted(range(n), key=lambda i: (names[i], i)), dtype=np.int64)
+    keys = [tuple(k.tolist()) if isinstance(k, np.ndarray) else k for k in order_keys]
+    if len(keys) != n:
+        raise ValueError(f"order_keys must have one key per face ({n}), got {len(keys)}")
+    try:
+        order = sorted(range(n), key=keys.__getitem__)
+        ties = [keys[a] for a, b in zip(order, order[1:]) if not keys[a] < keys[b]]
+    except TypeError as e:
+        raise ValueError(f"order_keys must be comparable with each other: {e}") from None
+    if ties:
+        raise ValueError(f"order_keys must be unique, {ties[0]!r} is there twice")
+    return np.array(order, dtype=np.int64)
 
 
 def _label_sums(feats: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> np.ndarray:

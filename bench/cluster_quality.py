@@ -9,6 +9,10 @@ single-identity photo with one detection takes that identity; in multi-face phot
 listed identities are matched to the boxes by the pairing closest to those identities'
 single-face photos. Faces left without an identity are distractors, not scored.
 
+Faces are ordered as the store orders them (`order_keys`: no capture date, then the path,
+then the face's index in its photo). Prints every person with the identities of its faces,
+then the scores.
+
     python bench/cluster_quality.py [--testmedia DIR]
 """
 
@@ -19,6 +23,7 @@ import csv
 import itertools
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +52,17 @@ def face_table(testmedia: Path) -> dict[str, list]:
     table["age"] = np.array(table["age"])
     table["male_prob"] = np.array(table["male_prob"])
     return table
+
+
+def order_keys(files: list[str]) -> list[tuple]:
+    """The store's key per face, (taken_at or "", path, frame, face index): these photos
+    carry no date that the table reads, so the path and the detection index decide."""
+    seen: Counter = Counter()
+    keys = []
+    for f in files:
+        keys.append(("", f, 0, seen[f]))
+        seen[f] += 1
+    return keys
 
 
 def read_labels(testmedia: Path) -> list[dict]:
@@ -83,8 +99,8 @@ def main() -> None:
     from galprof.people.cluster import bcubed, cluster_faces
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--testmedia", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared" / "testmedia")
+    shared = os.environ.get("GALPROF_SHARED", Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--testmedia", type=Path, default=Path(shared) / "testmedia")
     args = parser.parse_args()
     os.environ.setdefault("GALPROF_MODELS", str(args.testmedia.parent / "models"))
     start = time.perf_counter()
@@ -92,8 +108,13 @@ def main() -> None:
     took = time.perf_counter() - start
     truth = identities(args.testmedia, table["file"], table["features"])
     start = time.perf_counter()
-    labels = cluster_faces(table["features"], table["file"], table["age"])
+    labels = cluster_faces(table["features"], table["file"], table["age"],
+                           order_keys=order_keys(table["file"]))
     cluster_s = time.perf_counter() - start
+    for label in sorted(set(labels.tolist())):
+        members = Counter(t or "?" for t, k in zip(truth, labels) if k == label)
+        name = "unknown" if label < 0 else f"person {label}"
+        print(f"{name}: " + ", ".join(f"{t} x{c}" for t, c in sorted(members.items())))
     scored = np.array([t != "" for t in truth])
     p, r, f = bcubed([t for t in truth if t], labels[scored])
     print(f"faces {len(truth)} (labelled {scored.sum()}, {len(set(truth) - {''})} identities), "

@@ -43,13 +43,15 @@ def faces(testmedia, shared_models):
     quality = _quality_module()
     table = quality.face_table(testmedia)
     table["truth"] = np.array(quality.identities(testmedia, table["file"], table["features"]))
+    table["keys"] = quality.order_keys(table["file"])
     table["file"] = np.array(table["file"])
     return table
 
 
 @pytest.fixture(scope="session")
 def labels(faces):
-    return cluster_faces(faces["features"], faces["file"], faces["age"])
+    return cluster_faces(faces["features"], faces["file"], faces["age"],
+                         order_keys=faces["keys"])
 
 
 def _majority(labels, truth, name):
@@ -147,12 +149,99 @@ def test_cannot_link_split_after_clustering(faces):
     assert (labels >= 0).sum() >= len(idx) - 1
 
 
+def _cluster_keyed(faces, perm, features=None):
+    feats = faces["features"] if features is None else features
+    return cluster_faces(feats[perm], faces["file"][perm], faces["age"][perm],
+                         order_keys=[faces["keys"][i] for i in perm])
+
+
+def _perturbed(features, seed: int, scale: float = 1e-6) -> np.ndarray:
+    """Every feature moved by about `scale`, far below the int8 rounding of the HSE model's
+    output (a step of ~1/128 of its range) but enough to change the float32 bits, as a
+    different CPU's arithmetic does."""
+    noise = np.random.default_rng(seed).standard_normal(features.shape) * scale
+    out = (features.astype(np.float64) + noise).astype(np.float32)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    assert (out != features).mean() > 0.9
+    return out
+
+
 def test_deterministic_and_independent_of_input_order(faces, labels):
-    again = cluster_faces(faces["features"], faces["file"], faces["age"])
+    again = cluster_faces(faces["features"], faces["file"], faces["age"],
+                          order_keys=faces["keys"])
     assert np.array_equal(again, labels)
-    perm = np.random.default_rng(7).permutation(len(labels))
-    permuted = cluster_faces(faces["features"][perm], faces["file"][perm], faces["age"][perm])
-    assert np.array_equal(permuted, labels[perm])
+    for seed in (7, 8, 9):
+        perm = np.random.default_rng(seed).permutation(len(labels))
+        assert np.array_equal(_cluster_keyed(faces, perm), labels[perm])
+
+
+def test_labels_are_numbered_by_the_first_face_in_key_order(faces, labels):
+    firsts = [min(faces["keys"][i] for i in np.flatnonzero(labels == k))
+              for k in range(labels.max() + 1)]
+    assert firsts == sorted(firsts) and labels.max() >= 10
+    # Other keys, other numbers, same partition: the keys decide the numbering.
+    reverse = [(-i,) for i in range(len(labels))]
+    flipped = cluster_faces(faces["features"], faces["file"], faces["age"], order_keys=reverse)
+    assert not np.array_equal(flipped, labels)
+    assert len(set(zip(flipped.tolist(), labels.tolist()))) == len(set(labels.tolist()))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_tiny_feature_differences_change_neither_ids_nor_owner(faces, labels, seed):
+    """The arm64 finding: last-bit differences renumbered the people and flipped a tied
+    owner guess. Perturbed by 1e-6 and re-ordered, the same labels (as numbers) and owner."""
+    perm = np.random.default_rng(100 + seed).permutation(len(labels))
+    moved = _cluster_keyed(faces, perm, _perturbed(faces["features"], seed))
+    back = np.empty_like(moved)
+    back[perm] = moved
+    assert np.array_equal(back, labels)
+    before, after = _pp_people(faces, labels, None), _pp_people(faces, back, None)
+    assert find_owner(after) == find_owner(before)
+
+
+def test_partitioned_path_ignores_tiny_feature_differences_too(faces):
+    params = dataclasses.replace(CLUSTER, exact_max_faces=40, partition_size=20,
+                                 min_cluster_size=2)
+    plain = cluster_faces(faces["features"], faces["file"], faces["age"], params=params,
+                          order_keys=faces["keys"])
+    perm = np.random.default_rng(11).permutation(len(plain))
+    moved = cluster_faces(_perturbed(faces["features"], 11)[perm], faces["file"][perm],
+                          faces["age"][perm], params=params,
+                          order_keys=[faces["keys"][i] for i in perm])
+    assert np.array_equal(moved, plain[perm]) and plain.max() >= 10
+
+
+def test_tied_owner_guess_goes_to_the_person_seen_first(faces, labels):
+    """PP_A and PP_B: 8 photos on 8 days each, no selfies. The tie is broken by the id, and
+    the id by the first face in key order (the store's: earliest photo, smallest path)."""
+    people = _pp_people(faces, labels, None)
+    owner = people[find_owner(people).person_id]
+    tied = [p.person_id for p in people.values() if (p.days, p.photos) == (owner.days, owner.photos)]
+    assert find_owner(people).guess and len(tied) == 2
+    first_key = {pid: min(faces["keys"][i] for i in np.flatnonzero(labels == pid)) for pid in tied}
+    assert owner.person_id == min(tied) == min(first_key, key=first_key.get)
+
+
+def test_without_keys_the_order_of_the_photos_does_not_matter(faces):
+    """The fallback order: photo id as text, then the position among the faces of a photo."""
+    plain = cluster_faces(faces["features"], faces["file"], faces["age"])
+    rank = {f: r for r, f in enumerate(np.random.default_rng(5).permutation(
+        sorted(set(faces["file"].tolist()))))}
+    perm = np.array(sorted(range(len(plain)), key=lambda i: (rank[faces["file"][i]], i)))
+    shuffled = cluster_faces(faces["features"][perm], faces["file"][perm], faces["age"][perm])
+    assert np.array_equal(shuffled, plain[perm])
+    assert np.array_equal(
+        cluster_faces(_perturbed(faces["features"], 4), faces["file"], faces["age"]), plain)
+
+
+def test_order_keys_are_checked():
+    f = np.eye(3, 4, dtype=np.float32)
+    with pytest.raises(ValueError, match="one key per face"):
+        cluster_faces(f, ["a", "b", "c"], order_keys=[1, 2])
+    with pytest.raises(ValueError, match="unique"):
+        cluster_faces(f, ["a", "b", "c"], order_keys=[("x", 1), ("y", 2), ("x", 1)])
+    with pytest.raises(ValueError, match="comparable"):
+        cluster_faces(f, ["a", "b", "c"], order_keys=[1, "2", 3])
 
 
 def test_partitioned_path_for_large_libraries(faces, labels):
@@ -327,6 +416,17 @@ def test_demography_counts_close_people_by_bin_and_gender():
     assert demo.female[labels.index("0-6")] == 1        # kid
     assert sum(demo.male) + sum(demo.female) + sum(demo.unknown) == 7
     assert demo.as_dict()["bins"] == labels
+
+
+def test_owner_ties_go_to_the_smallest_id_by_value():
+    """Store ids are integers: on a full tie 9 wins over 10 (as text "10" would win)."""
+    rows = _face_rows(10, 6, 30, 0.9, dt.date(2024, 1, 1), 3) + \
+        _face_rows(9, 6, 30, 0.1, dt.date(2024, 2, 1), 3)
+    pid, media, male, age, when, video = zip(*rows)
+    people = summarise_people(list(pid), list(media), list(male), list(age), list(when))
+    assert people[9].days == people[10].days and people[9].photos == people[10].photos
+    assert find_owner(people).person_id == 9
+    assert find_owner({k: people[k] for k in (10, 9)}).person_id == 9
 
 
 def test_age_bins_and_param_checks():

@@ -2,22 +2,26 @@
 
 Pure functions over arrays, so the store can feed them and tests can call them directly:
 features `[N, D]` float32 L2-normalised, one photo id per face, optional age and photo year
-per face. Labels are ints, -1 = unknown. Results are deterministic and do not depend on the
-order of the input (faces are processed in a canonical order: a hash of the feature bytes,
-then the photo id).
+per face, optional sort key per face. Labels are ints, -1 = unknown.
 
-Pipeline: distances (cosine + cannot-link + child age penalty) → HDBSCAN (exact matrix up to
-`exact_max_faces`, else similarity partitions clustered exactly one by one) → split any
-cluster holding two faces of one photo → merge clusters with close centroids that never
-share a photo → faces far from the rest of their cluster become unknown → unknown faces
-join a cluster whose centroid they match as closely as `assign_new` requires → refinement
-(>= `min_faces` faces from >= `min_photos` photos) → labels numbered by their first face in
-canonical order.
+Same answer on every platform: faces are processed in a canonical order that comes from
+the caller's `order_keys` (the store passes `(taken_at or "", media path, frame, face)`:
+earliest photo first, then the smallest path), or without keys from the photo ids as text
+and then the input position. Never from the feature values: the same models on x86 and
+arm64 agree only to within int8 rounding, and a hash of the feature bytes (the order used
+before) renumbered the people, and so changed a tied owner, on a last-bit difference.
+
+Pipeline: distances (cosine + cannot-link + child age penalty) → HDBSCAN, scikit-learn's
+(exact matrix up to `exact_max_faces`, else similarity partitions clustered exactly one by
+one) → split any cluster holding two faces of one photo → merge clusters with close
+centroids that never share a photo → faces far from the rest of their cluster become
+unknown → unknown faces join a cluster whose centroid they match as closely as `assign_new`
+requires → refinement (>= `min_faces` faces from >= `min_photos` photos) → labels numbered
+0, 1, 2... by their first face in canonical order.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Hashable, Mapping, Sequence
 
@@ -61,13 +65,23 @@ def distance_matrix(features: np.ndarray, photo_ids: Sequence[Hashable],
 
 def cluster_faces(features: np.ndarray, photo_ids: Sequence[Hashable],
                   ages: np.ndarray | None = None, years: np.ndarray | None = None,
-                  params: ClusterParams | None = None) -> np.ndarray:
+                  params: ClusterParams | None = None,
+                  order_keys: Sequence | None = None) -> np.ndarray:
     """Label each face with a person index (0..K-1) or -1 (unknown).
 
     features: [N, D] L2-normalised identity features. photo_ids: one per face; faces of one
     photo (or one video frame) are never one person. ages: estimated age per face, years:
     the photo's year per face (birth year = year - age drives the child penalty; without
     years, ages are compared as if taken the same day).
+
+    order_keys: one sortable, unique key per face, e.g. `(taken_at or "", path, frame,
+    face)`. Faces are processed in key order and labels are numbered by their first face in
+    it: person 0 is the one whose smallest key is the smallest. So the numbers depend on the
+    keys, never on the input order or the feature bits; a difference far below the model's
+    int8 rounding can only move a face whose distance sits that close to a threshold.
+    Without keys, the order is the photo ids as text, then the input position (so it does
+    not depend on the order of the photos, but does on the order of the faces within one
+    photo).
     """
     params = (params or CLUSTER).check()
     features = _check_features(features)
@@ -75,10 +89,10 @@ def cluster_faces(features: np.ndarray, photo_ids: Sequence[Hashable],
     photos = _photo_codes(photo_ids, n)
     if ages is not None and len(ages) != n or years is not None and len(years) != n:
         raise ValueError(f"ages/years must have one value per face ({n})")
+    order = _canonical_order(photo_ids, order_keys)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    order = _canonical_order(features, photo_ids)
-    feats = features[order].astype(np.float32)
+    feats = np.ascontiguousarray(features[order], dtype=np.float32)
     phot = photos[order]
     age = np.full(n, np.nan) if ages is None else _floats(ages)[order]
     by = birth_years(ages, years, n)[order]
@@ -108,10 +122,10 @@ def cluster_faces(features: np.ndarray, photo_ids: Sequence[Hashable],
 def centroids(features: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
     """L2-normalised mean feature of every cluster (label >= 0)."""
     features = _check_features(features)
-    out = {}
-    for label in np.unique(labels[labels >= 0]):
-        out[int(label)] = _normalise(features[labels == label].astype(np.float64).sum(0))
-    return out
+    labels = np.asarray(labels)
+    ids = np.unique(labels[labels >= 0])
+    sums = _label_sums(features, labels, ids)
+    return {int(label): _normalise(total) for label, total in zip(ids, sums)}
 
 
 def assign_new(existing_centroids: Mapping[Hashable, np.ndarray], new_features: np.ndarray,
@@ -183,13 +197,36 @@ def _photo_codes(photo_ids, n: int) -> np.ndarray:
     return np.fromiter((codes.setdefault(p, len(codes)) for p in photo_ids), np.int64, n)
 
 
-def _canonical_order(features: np.ndarray, photo_ids) -> np.ndarray:
-    """Order by feature bytes, then photo id: independent of the input order."""
-    digests = [hashlib.blake2b(np.ascontiguousarray(row, dtype=np.float32).tobytes(),
-                               digest_size=8).digest() for row in features]
-    keys = np.frombuffer(b"".join(digests), dtype=">u8")
-    names = np.array([str(p) for p in photo_ids])
-    return np.lexsort((np.arange(len(keys)), names, keys))
+def _canonical_order(photo_ids, order_keys) -> np.ndarray:
+    """Positions in processing order: by `order_keys`, else by photo id as text then input
+    position. Never by feature values (see the module docstring)."""
+    n = len(photo_ids)
+    if order_keys is None:
+        names = [str(p) for p in photo_ids]
+        return np.array(sorted(range(n), key=lambda i: (names[i], i)), dtype=np.int64)
+    keys = [tuple(k.tolist()) if isinstance(k, np.ndarray) else k for k in order_keys]
+    if len(keys) != n:
+        raise ValueError(f"order_keys must have one key per face ({n}), got {len(keys)}")
+    try:
+        order = sorted(range(n), key=keys.__getitem__)
+        ties = [keys[a] for a, b in zip(order, order[1:]) if not keys[a] < keys[b]]
+    except TypeError as e:
+        raise ValueError(f"order_keys must be comparable with each other: {e}") from None
+    if ties:
+        raise ValueError(f"order_keys must be unique, {ties[0]!r} is there twice")
+    return np.array(order, dtype=np.int64)
+
+
+def _label_sums(feats: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Float64 sum of the features of each label in `ids` (sorted), one cluster at a time:
+    no copy of all the features, and far faster than np.add.at on rows."""
+    members = np.flatnonzero(labels >= 0)
+    members = members[np.argsort(labels[members], kind="stable")]
+    bounds = np.searchsorted(labels[members], np.append(ids, ids[-1] + 1) if len(ids) else ids)
+    sums = np.zeros((len(ids), feats.shape[1]))
+    for i in range(len(ids)):
+        sums[i] = feats[members[bounds[i]:bounds[i + 1]]].sum(0, dtype=np.float64)
+    return sums
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:
@@ -200,14 +237,18 @@ def _normalise(v: np.ndarray) -> np.ndarray:
 def _distances(feats: np.ndarray, photos: np.ndarray, by: np.ndarray, age: np.ndarray,
                params: ClusterParams) -> np.ndarray:
     feats = feats.astype(np.float32, copy=False)
-    dist = 1.0 - (feats @ feats.T).astype(np.float64)
+    # In place where it can be: at 4,000 faces every n x n float64 temporary is 128 MB.
+    dist = (feats @ feats.T).astype(np.float64)
+    np.subtract(1.0, dist, out=dist)
     np.clip(dist, 0.0, 2.0, out=dist)
     child = np.nan_to_num(age, nan=np.inf) < params.child_age
     if child.any():
         # The seed's rule: when either face is a child, the birth-year gap adds distance.
         gap = np.abs(by[:, None] - by[None, :])
-        either = child[:, None] | child[None, :]
-        dist += np.where(either & np.isfinite(gap), gap, 0.0) * params.child_penalty_per_year
+        gap[~((child[:, None] | child[None, :]) & np.isfinite(gap))] = 0.0
+        gap *= params.child_penalty_per_year
+        dist += gap
+        del gap
     dist[photos[:, None] == photos[None, :]] = params.cannot_link_distance
     np.fill_diagonal(dist, 0.0)
     return dist
@@ -217,16 +258,21 @@ def _hdbscan(feats, photos, by, age, min_size: int, params: ClusterParams) -> np
     n = len(feats)
     if n < max(min_size, 2):
         return np.full(n, NOISE, dtype=np.int64)
-    import hdbscan  # heavy import, only when clustering
+    from sklearn.cluster import HDBSCAN  # heavy import, only when clustering
 
-    dist = _distances(feats, photos, by, age, params)
+    # scikit-learn counts the face itself among its min_samples neighbours (params do not,
+    # as the `hdbscan` package did not): +1 gives the same core distances.
+    min_samples = min(params.min_samples + 1, n)
     # Several clusters first: allowing a single one lets the root win over two real people.
     # Only when HDBSCAN finds none is the whole set tried as one person (a one-person input).
     for single in (False, True):
-        model = hdbscan.HDBSCAN(min_cluster_size=min_size,
-                                min_samples=min(params.min_samples, n - 1),
-                                metric="precomputed", allow_single_cluster=single)
+        # copy=False: HDBSCAN turns the matrix into reachability distances in place (no
+        # second n x n copy), so the rare second try computes the distances again.
+        dist = _distances(feats, photos, by, age, params)
+        model = HDBSCAN(min_cluster_size=min_size, min_samples=min_samples,
+                        metric="precomputed", allow_single_cluster=single, copy=False)
         labels = model.fit(dist).labels_.astype(np.int64)
+        del dist, model
         if labels.max() >= 0:
             break
     return labels
@@ -326,8 +372,7 @@ def _merge_clusters(labels, feats, photos, by, age, params: ClusterParams) -> np
         return labels
     index = {int(c): i for i, c in enumerate(ids)}
     k = len(ids)
-    sums = np.zeros((k, feats.shape[1]))
-    np.add.at(sums, np.searchsorted(ids, labels[labels >= 0]), feats[labels >= 0])
+    sums = _label_sums(feats, labels, ids)
     photo_sets = [set() for _ in range(k)]
     ages: list[list[float]] = [[] for _ in range(k)]
     years: list[list[float]] = [[] for _ in range(k)]

@@ -16,7 +16,10 @@ class ClusterParams:
     # None = grow with the library: max(2, round(log10(n_faces))). 2 fragments large
     # libraries into pairs; 2 up to ~300 faces, 3 up to ~3,000, 4 up to ~30,000, 5 above.
     min_cluster_size: int | None = None
-    # 1 keeps a person seen only twice as a cluster core; larger values eat small people.
+    # Neighbours a face needs, not counting itself, to be a core face (the hdbscan package's
+    # count; scikit-learn's HDBSCAN counts the face too and gets this + 1). 1 keeps a person
+    # seen only twice as a cluster core; larger values eat small people, and they make
+    # reachability ties (equal core distances) that HDBSCAN breaks by processing order.
     min_samples: int = 1
     # Same-photo pairs get this distance (cosine distance is at most 2): never one person.
     cannot_link_distance: float = 4.0

@@ -133,17 +133,33 @@ def summarise_people(person_ids: Sequence[Hashable | None], media_ids: Sequence[
 
 def find_owner(people: Mapping[Hashable, Person]) -> Owner | None:
     """The person with the most selfies; with no selfies anywhere, the person seen on the
-    most distinct days, flagged as a guess. Ties: more days, more photos, then the id."""
+    most distinct days, flagged as a guess.
+
+    Ties: more days, then more photos and videos, then the smallest id (`id_order`:
+    integers by value, other ids as text). So a tie goes the same way on every platform:
+    `cluster.cluster_faces` numbers people by their first face in the caller's
+    `order_keys` (the store's: earliest photo, then smallest media path), never by feature
+    values, and the store creates its person rows in that label order, so the smallest
+    new id is the person seen first (ids kept from earlier scans keep their number).
+    """
     if not people:
         return None
     has_selfies = any(p.selfies for p in people.values())
 
     def rank(p: Person):
         first = p.selfies if has_selfies else p.days
-        return (-first, -p.days, -(p.photos + p.videos), str(p.person_id))
+        return (-first, -p.days, -(p.photos + p.videos), id_order(p.person_id))
 
     best = min(people.values(), key=rank)
     return Owner(best.person_id, guess=not has_selfies, selfies=best.selfies, days=best.days)
+
+
+def id_order(person_id: Hashable) -> tuple:
+    """Sort key of a person id for ties: integers by value (9 before 10), then other ids as
+    text, so that mixed ids still compare."""
+    if isinstance(person_id, (int, np.integer)) and not isinstance(person_id, bool):
+        return (0, int(person_id), "")
+    return (1, 0, str(person_id))
 
 
 def qualifies(person: Person, params: RelationParams = RELATIONS) -> bool:
@@ -199,7 +215,7 @@ def relations(people: Mapping[Hashable, Person], owner_id: Hashable,
     opposite = {"male": "female", "female": "male"}.get(owner.gender)
     candidates = sorted((r for r in out.values() if r.role == "friend"
                          and opposite and people[r.person_id].gender == opposite),
-                        key=lambda r: (-_media(people[r.person_id]), str(r.person_id)))
+                        key=lambda r: (-_media(people[r.person_id]), id_order(r.person_id)))
     if candidates:
         lead = _media(people[candidates[0].person_id])
         runner_up = _media(people[candidates[1].person_id]) if len(candidates) > 1 else 0

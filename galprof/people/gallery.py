@@ -70,14 +70,14 @@ def update_people(store, full: bool = False) -> dict:
                         stats["assigned"] += 1
         free = [i for i, p in enumerate(faces.person) if p is None]
         if len(free) >= 2:
+            # labels are numbered by each cluster's earliest face (capture time, then path):
+            # new people get their ids in that order, whatever the platform's float bits
             labels = clustering.cluster_faces(faces.features[free],
                                               [faces.photo_ids[i] for i in free],
-                                              ages=faces.ages[free], years=faces.years[free])
-            clusters = [[free[k] for k in np.flatnonzero(labels == label)]
-                        for label in sorted(set(labels.tolist()) - {clustering.NOISE})]
-            # New people get ids in the order of their earliest face, not of the labels.
-            clusters.sort(key=lambda members: min(faces.order_keys[i] for i in members))
-            for members in clusters:
+                                              ages=faces.ages[free], years=faces.years[free],
+                                              order_keys=[faces.order_keys[i] for i in free])
+            for label in sorted(set(labels.tolist()) - {clustering.NOISE}):
+                members = [free[k] for k in np.flatnonzero(labels == label)]
                 # Keep the id (and name) of the person most of these faces had before.
                 old = Counter(previous[i] for i in members if previous[i] is not None)
                 taken = {p for p in faces.person if p is not None}

@@ -337,6 +337,29 @@ def test_waiting_connections_are_capped_per_client(server):
             s.close()
 
 
+def test_a_token_holders_kept_alive_connection_outlives_a_flood(server, photos):
+    """Connections without the token never close one that carried the token."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    headers = {**_auth(server), "Content-Type": "image/jpeg"}
+    flood = []
+    try:
+        conn.request("POST", "/v1/analyze", body=photos[0], headers=headers)
+        assert conn.getresponse().read() and conn.sock is not None       # kept alive
+        flood = [socket.create_connection(("127.0.0.1", server.port))
+                 for _ in range(2 * PENDING_PER_CLIENT)]
+        time.sleep(0.5)
+        conn.request("POST", "/v1/analyze", body=photos[1], headers=headers)   # same socket
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["tier"] == "remote"
+        assert sum(_closed_by_server(s) for s in flood) >= PENDING_PER_CLIENT
+    finally:
+        conn.close()
+        for s in flood:
+            s.close()
+
+
 def test_idle_tls_connections_after_the_handshake(tmp_path, photos):
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make a throwaway certificate")
@@ -436,6 +459,32 @@ def test_a_long_batch_does_not_starve_a_photo(server, photos, worst_frame):
     # A's second batch waits for its first instead of sharing A's turns with it (then
     # both would finish together, at about the second's time).
     assert a_second > 1.25 * a_first
+
+
+def test_one_client_cannot_take_every_place(server, photos):
+    """A token holder opening more slow requests than the server has places for: at most
+    MAX_ACTIVE_PER_CLIENT of them are at work, and another client is still served."""
+    from galprof.remote.server import MAX_ACTIVE_PER_CLIENT, MAX_ACTIVE_REQUESTS
+
+    head = (f"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.token}\r\n"
+            "Content-Type: image/jpeg\r\nContent-Length: 1000000\r\n\r\n").encode()
+    slow = []
+    try:
+        for _ in range(MAX_ACTIVE_REQUESTS + 2):     # bodies that never finish arriving
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.connect(("127.0.0.1", server.port))
+            s.sendall(head + b"\xff\xd8")
+            slow.append(s)
+        time.sleep(1.0)
+        with _client(server, "127.0.0.9", timeout=30) as c:
+            started = time.monotonic()
+            r = c.post("/v1/analyze", content=photos[0])
+            assert r.status_code == 200 and time.monotonic() - started < 20
+    finally:
+        for s in slow:
+            s.close()
+    assert MAX_ACTIVE_PER_CLIENT < MAX_ACTIVE_REQUESTS
 
 
 # --- case 4: only JPEG is decoded -------------------------------------------------------

@@ -8,8 +8,12 @@ timeout runs while request headers trickle in. This protocol instead
   its previous response, to deliver a complete request head (slowloris, idle TCP or
   TLS connections are closed when it expires, however slowly bytes keep coming);
 - keeps at most PENDING_PER_CLIENT connections per client address, and PENDING_TOTAL in
-  all, waiting for a request head: a new connection over the cap closes that address's
-  (or everyone's) oldest waiting one, so a new client always gets its turn;
+  all, waiting for a request head: new connections over the cap close that address's
+  (or everyone's) oldest waiting ones (SWEEP_DELAY later, once the new ones have had
+  the time to send their head), so a new client always gets its turn. A
+  connection that has carried a request with the right token (the app marks it through
+  the TRUST_EXTENSION scope extension) is counted apart, under KEPT_TOTAL: connections
+  without the token, however many, never close a client's kept-alive connection;
 - on shutdown (SIGTERM), sets SHUTTING_DOWN, which the inference loop checks between
   images so that in-flight work stops within one image.
 
@@ -32,25 +36,45 @@ HEADER_TIMEOUT = 10.0
 # Connections waiting for a request head, per client address and in all (per worker).
 PENDING_PER_CLIENT = 32
 PENDING_TOTAL = 256
+# Seconds between a connection over a cap and closing the oldest ones: a burst of new
+# connections from one address must not close a real client's before its request head,
+# sent right after connecting, has been read.
+SWEEP_DELAY = 0.1
+# Kept-alive connections of clients that showed the token, waiting for their next
+# request (per worker): only the head deadline and this cap close them.
+KEPT_TOTAL = 256
+# The ASGI scope extension through which the app marks a connection as the token's.
+TRUST_EXTENSION = "galprof.trust"
 
 # Set when the server starts shutting down: work in progress stops at the next image.
 SHUTTING_DOWN = threading.Event()
 
 
 class _Waiting:
-    """The connections waiting for a request head, oldest first (one event loop: no lock)."""
+    """Connections waiting for a request head, oldest first (one event loop: no lock)."""
 
-    def __init__(self):
+    def __init__(self, per_client: int | None, total: int):
+        self.per_client, self.total = per_client, total
         self.all: OrderedDict[GuardedH11Protocol, None] = OrderedDict()
         self.by_client: dict[str, OrderedDict[GuardedH11Protocol, None]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
 
     def add(self, conn: "GuardedH11Protocol") -> None:
-        mine = self.by_client.setdefault(conn.client_key, OrderedDict())
-        mine[conn] = None
+        self.by_client.setdefault(conn.client_key, OrderedDict())[conn] = None
         self.all[conn] = None
-        while len(mine) > PENDING_PER_CLIENT:
-            self._evict(next(iter(mine)), "per-client")
-        while len(self.all) > PENDING_TOTAL:
+        over = len(self.all) > self.total or (
+            self.per_client is not None and len(self.by_client[conn.client_key]) > self.per_client)
+        if over and self._sweep is None:
+            self._sweep = conn.loop.call_later(SWEEP_DELAY, self.sweep)
+
+    def sweep(self) -> None:
+        """Close the oldest waiting connections over the caps."""
+        self._sweep = None
+        if self.per_client is not None:
+            for mine in list(self.by_client.values()):
+                while len(mine) > self.per_client:
+                    self._evict(next(iter(mine)), "per-client")
+        while len(self.all) > self.total:
             self._evict(next(iter(self.all)), "total")
 
     def discard(self, conn: "GuardedH11Protocol") -> None:
@@ -66,7 +90,9 @@ class _Waiting:
         conn.close_idle(f"{cap} cap on connections waiting for a request")
 
 
-WAITING = _Waiting()
+# Connections that never showed the token, and kept-alive ones of clients that did.
+WAITING = _Waiting(PENDING_PER_CLIENT, PENDING_TOTAL)
+KEPT = _Waiting(None, KEPT_TOTAL)
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -75,6 +101,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.client_key = self.client[0] if self.client else "?"
+        self.trusted = False
         self._timer: asyncio.TimerHandle | None = None
         self._seen_cycle = None
         self._wait_for_head()
@@ -94,16 +121,22 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         WAITING.discard(self)
+        KEPT.discard(self)
         super().connection_lost(exc)
 
     def shutdown(self) -> None:
         SHUTTING_DOWN.set()
         super().shutdown()
 
+    def mark_trusted(self) -> None:
+        """The app saw the right token on this connection."""
+        self.trusted = True
+
     def close_idle(self, why: str) -> None:
         """Close a connection that has no request being answered."""
         self._cancel_timer()
         WAITING.discard(self)
+        KEPT.discard(self)
         if not self.transport.is_closing():
             self.logger.debug("closing %s:%s: %s", *(self.client or ("?", 0)), why)
             self.transport.close()
@@ -114,14 +147,19 @@ class GuardedH11Protocol(H11Protocol):
         if cycle is not None and cycle is not self._seen_cycle:
             # A new request head arrived (h11 parsed it and uvicorn started the app).
             self._seen_cycle = cycle
-            WAITING.discard(self)
+            self._pool().discard(self)
             self._cancel_timer()
+            # The app task starts on the loop's next turn, after this: it sees the mark.
+            cycle.scope.setdefault("extensions", {})[TRUST_EXTENSION] = self.mark_trusted
 
     def _wait_for_head(self) -> None:
         self._cancel_timer()
         self._timer = self.loop.call_later(HEADER_TIMEOUT, self.close_idle,
                                            f"no complete request head in {HEADER_TIMEOUT:g} s")
-        WAITING.add(self)
+        self._pool().add(self)
+
+    def _pool(self) -> _Waiting:
+        return KEPT if self.trusted else WAITING
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -61,7 +61,7 @@ from galprof import remote
 from galprof.errors import ModelMismatch, SetupError
 from galprof.remote import (API_PREFIX, ITEM_HEADER, MAX_ASPECT, MAX_BATCH_IMAGES,
                             MAX_BODY_BYTES, MAX_IMAGE_BYTES, MAX_SIDE)
-from galprof.remote.guard import HEADER_TIMEOUT, SHUTTING_DOWN
+from galprof.remote.guard import HEADER_TIMEOUT, SHUTTING_DOWN, TRUST_EXTENSION
 from galprof.remote.upload import UploadRejected, decode_upload, read_header
 
 __all__ = ["AccurateTier", "FairTurns", "ServerSettings", "UploadRejected", "Work",
@@ -392,6 +392,9 @@ class _Gate:
         if not self.authorised(scope):
             return await _json_reply(send, 401, "missing or wrong bearer token",
                                      [(b"www-authenticate", b"Bearer")])
+        trust = scope.get("extensions", {}).get(TRUST_EXTENSION)
+        if trust is not None:        # its kept-alive wait no longer counts with strangers'
+            trust()
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             return await _json_reply(send, 413, f"request body over {self.max_body} bytes")

@@ -55,27 +55,38 @@ class _Waiting:
 
     def __init__(self, per_client: int | None, total: int):
         self.per_client, self.total = per_client, total
-        self.all: OrderedDict[GuardedH11Protocol, None] = OrderedDict()
-        self.by_client: dict[str, OrderedDict[GuardedH11Protocol, None]] = {}
+        # connection -> when it began to wait (loop time), oldest first
+        self.all: OrderedDict[GuardedH11Protocol, float] = OrderedDict()
+        self.by_client: dict[str, OrderedDict[GuardedH11Protocol, float]] = {}
         self._sweep: asyncio.TimerHandle | None = None
 
     def add(self, conn: "GuardedH11Protocol") -> None:
-        self.by_client.setdefault(conn.client_key, OrderedDict())[conn] = None
-        self.all[conn] = None
+        now = conn.loop.time()
+        self.by_client.setdefault(conn.client_key, OrderedDict())[conn] = now
+        self.all[conn] = now
         over = len(self.all) > self.total or (
             self.per_client is not None and len(self.by_client[conn.client_key]) > self.per_client)
         if over and self._sweep is None:
-            self._sweep = conn.loop.call_later(SWEEP_DELAY, self.sweep)
+            self._sweep = conn.loop.call_later(SWEEP_DELAY, self.sweep, conn.loop)
 
-    def sweep(self) -> None:
-        """Close the oldest waiting connections over the caps."""
+    def sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the oldest waiting connections over the caps, sparing the ones that began
+        to wait less than SWEEP_DELAY ago (the next sweep judges them)."""
         self._sweep = None
-        if self.per_client is not None:
-            for mine in list(self.by_client.values()):
-                while len(mine) > self.per_client:
-                    self._evict(next(iter(mine)), "per-client")
-        while len(self.all) > self.total:
-            self._evict(next(iter(self.all)), "total")
+        settled = loop.time() - SWEEP_DELAY
+        again = False
+        caps = [] if self.per_client is None else [
+            (queue, self.per_client, "per-client") for queue in self.by_client.values()]
+        caps.append((self.all, self.total, "total"))
+        for queue, cap, kind in caps:
+            while len(queue) > cap:
+                oldest, since = next(iter(queue.items()))
+                if since > settled:
+                    again = True
+                    break
+                self._evict(oldest, kind)
+        if again:
+            self._sweep = loop.call_later(SWEEP_DELAY, self.sweep, loop)
 
     def discard(self, conn: "GuardedH11Protocol") -> None:
         self.all.pop(conn, None)

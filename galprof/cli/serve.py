@@ -44,6 +44,7 @@ def serve(host, port, token_file, cert, key, workers, threads, request_log, log_
     \b
     Example:
         python -c 'import secrets; print(secrets.token_urlsafe(32))' > ~/.galprof-token
+        chmod 600 ~/.galprof-token
         galprof serve --token-file ~/.galprof-token --workers 2
         galprof serve --host 0.0.0.0 --cert cert.pem --key key.pem --token-file token
     """

@@ -78,8 +78,8 @@ def read_token(token_file, env_var: str, min_length: int = 1, *,
         source = f"${env_var}"
     if not token:
         raise SetupError(f"no bearer token: {source} is empty or unset (pass --token-file or set "
-                         f"${env_var}; make one with `python -c 'import secrets; "
-                         "print(secrets.token_urlsafe(32))' > token`)")
+                         f"${env_var}; make one with `(umask 077; python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(32))' > token)`)")
     if len(token) < min_length:
         raise SetupError(f"the token in {source} is too short (at least {min_length} characters)")
     return token

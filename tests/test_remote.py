@@ -21,7 +21,6 @@ import pytest
 from click.testing import CliRunner
 
 from galprof import privacy
-from galprof.remote import MAX_BODY_BYTES
 from galprof.remote.client import offload
 from galprof.pipeline import Settings, run
 from galprof.store import open_store
@@ -277,53 +276,6 @@ def test_server_killed_mid_offload_then_upgraded_later(gallery, server, tmp_path
     assert later.upgraded == len(PUBLIC) - 1 and warnings == []
     assert {_tiers(store, gallery.paths[rel])["objects"] for rel in PUBLIC} == {"remote"}
     store.close()
-
-
-def test_bad_requests_get_4xx_and_the_server_keeps_serving(server, testmedia, tmp_path):
-    from PIL import Image
-
-    auth = {"Authorization": f"Bearer {server.token}"}
-    photo = (testmedia / "scenes/skimage_coffee.png").read_bytes()
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        r = c.post("/v1/analyze", content=photo, headers={"Content-Type": "image/png"})
-        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-        assert c.post("/v1/analyze", content=photo, headers={
-            "Authorization": "Bearer " + server.token[:-1] + "x"}).status_code == 401
-
-        big = b"\0" * (MAX_BODY_BYTES + 1)
-        assert c.post("/v1/analyze", content=big, headers=auth).status_code == 413
-        chunks = (b"\0" * 1_048_576 for _ in range(MAX_BODY_BYTES // 1_048_576 + 2))
-        assert c.post("/v1/analyze", content=chunks, headers=auth).status_code == 413
-
-        bomb = tmp_path / "bomb.png"          # 48 MP of black: a 50 kB file
-        Image.new("L", (8000, 6000)).save(bomb)
-        r = c.post("/v1/analyze", content=bomb.read_bytes(), headers=auth)
-        assert r.status_code == 413 and "MP" in r.json()["detail"]
-
-        assert c.post("/v1/analyze", content=b"just text", headers=auth).status_code == 415
-        assert c.post("/v1/analyze", content=b"", headers=auth).status_code == 400
-        r = c.post("/v1/analyze/batch", headers=auth,
-                   files=[("file", ("a.png", photo)), ("file", ("b.txt", b"%PDF-1.4"))])
-        assert r.status_code == 415
-        truncated = (testmedia / "scenes/coral_kite_and_cold.jpg").read_bytes()[:2000]
-        assert c.post("/v1/analyze", content=truncated, headers=auth).status_code == 400
-
-        assert c.get("/health").json()["status"] == "ok"
-        r = c.post("/v1/analyze", content=photo, headers=auth)
-        assert r.status_code == 200 and r.json()["tier"] == "remote"
-        assert any(o["label"] == "cup" for o in r.json()["objects"]["objects"])
-        r = c.post("/v1/analyze/batch", headers=auth,
-                   files=[("file", ("a.png", photo)), ("file", ("b.png", photo))])
-        assert [x["width"] for x in r.json()["results"]] == [600, 600]
-    assert server.proc.poll() is None
-
-
-def test_serve_refuses_to_start_without_a_token(monkeypatch):
-    from galprof.cli import cli
-
-    monkeypatch.delenv("GALPROF_SERVER_TOKEN", raising=False)
-    r = CliRunner().invoke(cli, ["serve"])
-    assert r.exit_code == 1 and "no bearer token" in r.output
 
 
 def test_client_refuses_plain_http_beyond_this_machine():

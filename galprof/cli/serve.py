@@ -27,25 +27,30 @@ from galprof.cli.common import library_errors, threads_option
 @threads_option
 @click.option("--request-log", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Append one JSON line per received image (time, sha256, size, the client's "
-                   "item hash) to this file.")
+                   "item hash, accepted or why not) to this file, created private (0600).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True, help="Server log level (stderr).")
 @library_errors
 def serve(host, port, token_file, cert, key, workers, threads, request_log, log_level):
     """Serve the accurate tier (tiled YOLOX-Nano, two-model scene ensemble) over HTTP.
 
-    Clients send only public photos (`galprof scan --remote URL`). Every request but
-    GET /health needs the bearer token; bodies over 20 MB and images over 40 MP get 413.
-    See docs/remote.md for TLS and reverse proxies.
+    Clients send only public photos (`galprof scan --remote URL`), as baseline JPEGs of
+    at most 1024 px. Every request but GET /health needs the bearer token (a token file
+    others can write is refused, one they can read is warned about); other formats get
+    415, bodies over 20 MB, images over 1024 px or 16:1 and batches over 16 images 413.
+    Idle connections are closed after 10 s. See docs/remote.md for the limits, TLS and
+    reverse proxies.
 
     \b
     Example:
         python -c 'import secrets; print(secrets.token_urlsafe(32))' > ~/.galprof-token
+        chmod 600 ~/.galprof-token
         galprof serve --token-file ~/.galprof-token --workers 2
         galprof serve --host 0.0.0.0 --cert cert.pem --key key.pem --token-file token
     """
     from galprof.remote.server import read_token, serve as run
 
-    token = read_token(token_file)
+    token = read_token(token_file,
+                       on_warning=lambda message: click.echo(f"Warning: {message}", err=True))
     run(host, port, token, workers=workers, cert=cert, key=key, request_log=request_log,
         threads=threads, log_level=log_level)

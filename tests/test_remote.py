@@ -311,6 +311,28 @@ def test_tls_with_cert_and_key(gallery, tmp_path):
             Path(gallery.paths["scenes/tfod_image10.jpg"])], retries=0)
         assert len(warnings) == 1 and "certificate is not trusted" in warnings[0]
         store.close()
+        # The same through `galprof scan --remote https://... --ca-file`.
+        root = tmp_path / "cli"
+        root.mkdir()
+        shutil.copyfile(gallery.paths["scenes/skimage_coffee.png"], root / "coffee.png")
+        token_file = tmp_path / "token"
+        token_file.write_text(secure.token)
+        token_file.chmod(0o600)
+        from galprof.cli import cli
+        r = CliRunner().invoke(cli, ["scan", str(root), "--db", str(tmp_path / "cli.db"), "--json",
+                                     "--stages", "objects,scenes,faces", "--remote", secure.url,
+                                     "--token-file", str(token_file), "--ca-file", str(cert)])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["remote"]["upgraded"] == 1
+        # A token file others can read is used, with one warning line, as ssh would say.
+        token_file.chmod(0o644)
+        r = CliRunner().invoke(cli, ["scan", str(root), "--db", str(tmp_path / "cli.db"),
+                                     "--quiet", "--remote", secure.url, "--token-file",
+                                     str(token_file), "--ca-file", str(cert)])
+        assert r.exit_code == 0, r.output
+        warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and str(token_file) in warnings[0], r.stderr
+        assert "chmod 600" in warnings[0] or "readable" in warnings[0], warnings
     finally:
         secure.stop()
 

@@ -13,8 +13,8 @@ from PIL import Image
 from galprof.errors import ModelMismatch, ModelMissing
 from galprof.stages import Frame
 from galprof.vision import transforms
-from galprof.payloads import Detection, VideoRule
-from galprof.vision.objects import ObjectDetector, ObjectsStage, summarise
+from galprof.payloads import Detection, ObjectsPayload, VideoRule
+from galprof.vision.objects import ObjectDetector, ObjectsStage
 
 VIDEO_HIGH_CONFIDENCE = VideoRule().high_confidence
 
@@ -201,6 +201,10 @@ def test_stage_video_rule_drops_single_weak_sightings(stage, testmedia):
     assert {"dog", "bus"} <= kept          # seen once, but with high confidence
     people = next(o for o in video["objects"] if o["label"] == "person")
     assert people["frames_seen"] == 1 and people["count"] >= 3
+
+
+def summarise(frames):
+    return [o.to_json() for o in ObjectsPayload(list(enumerate(frames))).summary()]
 
 
 def test_summarise_video_rule_keeps_repeated_weak_objects():

@@ -135,4 +135,4 @@ def model_options(f):
 
 def err_console():
     from rich.console import Console
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)     # one problem, one line, also when piped

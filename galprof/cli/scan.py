@@ -65,7 +65,9 @@ def scan(paths, db_path, frame_step, max_frames, max_decode_mb, threads, stage_n
     remote = None
     if remote_url:
         from galprof.remote.client import check_url, read_token
-        remote = RemoteSettings(check_url(remote_url), read_token(token_file), ca_file)
+        token = read_token(token_file, on_warning=lambda text: console.print(
+            f"warning: {shown(text)}", markup=False, highlight=False))
+        remote = RemoteSettings(check_url(remote_url), token, ca_file)
     settings = Settings(stages=build_stages(stage_names, threads=threads, models=models),
                         frame_step=frame_step, max_frames=max_frames,
                         max_decode_mb=max_decode_mb, remote=remote)

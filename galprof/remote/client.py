@@ -31,11 +31,11 @@ from urllib.parse import urlsplit
 from galprof import privacy, remote
 from galprof.errors import MediaError, SetupError
 from galprof.payloads import ObjectsPayload, ScenesPayload
-from galprof.remote import API_PREFIX, ITEM_HEADER, MAX_BATCH_IMAGES
+from galprof.remote import API_PREFIX, ITEM_HEADER, MAX_ASPECT, MAX_BATCH_IMAGES, MAX_SIDE
 
 # Long side of what is sent: enough for the server's tiles to find small objects
 # (bench/remote_gain.py), a quarter of a 12 MP photo's pixels, ~0.2-0.4 MB as JPEG.
-UPLOAD_LONG_SIDE = 1024
+UPLOAD_LONG_SIDE = MAX_SIDE
 # JPEG quality of the re-encoded upload: no visible loss for detection.
 JPEG_QUALITY = 90
 # Uploads in flight at once: a phone's uplink is the bottleneck, not the server.
@@ -119,9 +119,10 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def read_token(token_file: Path | None) -> str:
-    """The client's bearer token: from `token_file`, else $GALPROF_REMOTE_TOKEN."""
-    return remote.read_token(token_file, "GALPROF_REMOTE_TOKEN")
+def read_token(token_file: Path | None, on_warning=None) -> str:
+    """The client's bearer token: from `token_file`, else $GALPROF_REMOTE_TOKEN;
+    `on_warning(text)` hears of a token file that others can read."""
+    return remote.read_token(token_file, "GALPROF_REMOTE_TOKEN", on_warning=on_warning)
 
 
 def encode_jpeg(image, quality: int = JPEG_QUALITY) -> bytes:
@@ -294,6 +295,10 @@ def _upload(client, job: _Job, long_side: int, frame_step: int, max_frames: int,
     frames = [f for f in decoded.frames if f.index in checked]
     if not frames:
         out.skipped = "no frame that the faces stage checked"
+        return out
+    h, w = frames[0].image.shape[:2]
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        out.skipped = f"wider than {MAX_ASPECT}:1, which the remote tier refuses"
         return out
     if len(frames) > MAX_BATCH_IMAGES:       # the server's cap: an evenly spaced subset
         step = len(frames) / MAX_BATCH_IMAGES

@@ -249,7 +249,7 @@ class AccurateTier:
         request holds one decoded image at a time). Each image takes one FairTurns turn
         under `work`; WorkAbandoned between images when `work` says stop.
         """
-        from galprof.vision.objects import summarise
+        from galprof.payloads import ObjectsPayload, ScenesPayload
         from galprof.vision.scenes import FRAME_TOP_K, ITEM_TOP_K
 
         work = work or Work()
@@ -269,19 +269,11 @@ class AccurateTier:
         indexes = indexes or list(range(len(detections)))
         top = self.classifiers[-1].top
         h, w = size
-        return {
-            "tier": "remote", "versions": self.versions, "width": w, "height": h,
-            "objects": {
-                "frames": [{"index": i, "detections": [d.to_json() for d in found]}
-                           for i, found in zip(indexes, detections)],
-                "objects": summarise(detections),
-            },
-            "scenes": {
-                "frames": [{"index": i, "top": [s.to_json() for s in top(p, FRAME_TOP_K)]}
-                           for i, p in zip(indexes, probabilities)],
-                "scenes": [s.to_json() for s in top(np.mean(probabilities, axis=0), ITEM_TOP_K)],
-            },
-        }
+        objects = ObjectsPayload(list(zip(indexes, detections)), tier="remote")
+        scenes = ScenesPayload([(i, top(p, FRAME_TOP_K)) for i, p in zip(indexes, probabilities)],
+                               top(np.mean(probabilities, axis=0), ITEM_TOP_K), tier="remote")
+        return {"tier": "remote", "versions": self.versions, "width": w, "height": h,
+                "objects": objects.to_json(), "scenes": scenes.to_json()}
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from galprof.errors import ModelMismatch
-from galprof.payloads import Detection, ObjectsPayload, VideoRule
+from galprof.payloads import Detection, ObjectsPayload
 from galprof.stages import Frame
 from galprof.vision import transforms
 from galprof.vision.base import Model
@@ -227,8 +227,3 @@ class ObjectsStage:
         return ObjectsPayload([(frame.index, [d.scaled(1.0 / frame.scale)
                                               for d in self.detector.predict(frame.image)])
                                for frame in frames])
-
-
-def summarise(frames: list[list[Detection]], rule: VideoRule = VideoRule()) -> list[dict]:
-    """Per-label summary (JSON) over frames, with the video rule when there are several."""
-    return [o.to_json() for o in ObjectsPayload(list(enumerate(frames))).summary(rule=rule)]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,8 +235,10 @@ def _tflite_to_onnx(source: Source, input_path: Path, out: Path):
     import tf2onnx
 
     outputs = source.options.get("outputs")
-    model, _ = tf2onnx.convert.from_tflite(str(input_path), output_names=outputs,
-                                           opset=ONNX_OPSET)
+    with warnings.catch_warnings():     # tf2onnx reads the file with the deprecated tf.lite
+        warnings.simplefilter("ignore")
+        model, _ = tf2onnx.convert.from_tflite(str(input_path), output_names=outputs,
+                                               opset=ONNX_OPSET)
     if source.options.get("float_outputs"):
         _dequantize_outputs(model)
     if source.options.get("float_input"):

@@ -34,6 +34,7 @@ import numpy as np
 
 from galprof.errors import SetupError
 from galprof.vision.manifest import FileSpec, ModelSpec, Source
+from galprof.vision.runtime import _native_stderr_silenced
 
 CONVERT_EXTRA = "pip install 'galprof[convert]'"
 ONNX_OPSET = 17          # onnxruntime >= 1.12 runs it; the shared ONNX files use it too
@@ -146,12 +147,16 @@ def build(spec: ModelSpec, source: Source, input_path: Path, out: Path) -> None:
                               f"{CONVERT_EXTRA}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TensorFlow's C++ start-up chatter
     try:
-        if source.convert == "frozen-graph-to-tflite":
-            _frozen_graph_to_tflite(spec, source, input_path, out)
-        elif source.convert == "frozen-graph-to-onnx":
-            _frozen_graph_to_onnx(spec, source, input_path, out)
-        else:
-            _tflite_to_onnx(source, input_path, out)
+        with _native_stderr_silenced():      # TensorFlow's start-up and XNNPACK notes
+            import tensorflow as tf
+
+            tf.get_logger().setLevel("ERROR")    # deprecation notes of the TF1 APIs used
+            if source.convert == "frozen-graph-to-tflite":
+                _frozen_graph_to_tflite(spec, source, input_path, out)
+            elif source.convert == "frozen-graph-to-onnx":
+                _frozen_graph_to_onnx(spec, source, input_path, out)
+            else:
+                _tflite_to_onnx(source, input_path, out)
     except ConversionError:
         raise
     except Exception as e:        # the converters raise anything from ValueError to their own

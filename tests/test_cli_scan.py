@@ -117,7 +117,7 @@ def test_missing_model_names_the_install_command(runner, tmp_path, small_gallery
     r = runner.invoke(cli, ["scan", str(small_gallery), "--db", str(tmp_path / "g.db")])
     assert r.exit_code == 1
     assert "yolox_nano.tflite is not installed" in r.output
-    assert "galprof models install --from" in r.output
+    assert "install it with: galprof models install" in r.output
 
 
 def test_progress_bar_on_a_terminal(tmp_path, small_gallery):

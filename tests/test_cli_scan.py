@@ -113,24 +113,25 @@ def test_profile_without_database(runner, tmp_path):
 
 
 def test_missing_model_names_the_install_command(runner, tmp_path, small_gallery, monkeypatch):
+    """Not on a terminal (cron), or --offline: never a download, one line with the command."""
     monkeypatch.setenv("GALPROF_MODELS", str(tmp_path / "no-models"))
-    r = runner.invoke(cli, ["scan", str(small_gallery), "--db", str(tmp_path / "g.db")])
-    assert r.exit_code == 1
-    assert "yolox_nano.tflite is not installed" in r.output
-    assert "install it with: galprof models install" in r.output
+    for extra in ([], ["--offline"]):
+        r = runner.invoke(cli, ["scan", str(small_gallery), "--db", str(tmp_path / "g.db"), *extra])
+        assert r.exit_code == 1
+        assert "yolox_nano.tflite" in r.output
+        assert r.output.rstrip().endswith("install them with: galprof models install")
+    assert not (tmp_path / "no-models").exists() or not any((tmp_path / "no-models").iterdir())
 
 
-def test_progress_bar_on_a_terminal(tmp_path, small_gallery):
-    """On a terminal (stderr is a tty) scan shows a progress bar with files and rate."""
+def _on_a_terminal(cmd: list[str], env: dict) -> tuple[int, str]:
+    """Run cmd with stdin and stderr on a pseudo-terminal; (exit status, what it showed)."""
     import os
     import pty
     import subprocess
-    import sys
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "galprof", "scan", str(small_gallery), "--db",
-                             str(tmp_path / "g.db"), "--stages", "none"],
-                            stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "COLUMNS": "120"})
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=subprocess.PIPE, stderr=slave,
+                            env={**os.environ, "COLUMNS": "120", **env})
     os.close(slave)
     shown = b""
     while True:
@@ -143,6 +144,36 @@ def test_progress_bar_on_a_terminal(tmp_path, small_gallery):
         shown += chunk
     proc.wait()
     os.close(master)
-    text = shown.decode(errors="replace")
-    assert proc.returncode == 0
+    return proc.returncode, shown.decode(errors="replace")
+
+
+def test_first_use_on_a_terminal_installs_the_missing_models_then_scans(tmp_path, small_gallery,
+                                                                        shared_models):
+    import sys
+
+    from model_sources import serve
+
+    from galprof.store import open_store
+
+    models = tmp_path / "models"
+    with serve(shared_models) as mirror:       # stands in for the upstream URLs
+        code, text = _on_a_terminal(
+            [sys.executable, "-m", "galprof", "scan", str(small_gallery), "--db",
+             str(tmp_path / "g.db"), "--stages", "scenes"],
+            {"GALPROF_MODELS": str(models), "GALPROF_MODELS_MIRROR": mirror})
+    assert code == 0, text
+    assert "2 file(s) to install" in text and "mobilenet_v2_1.0_224_quant.tflite" in text
+    assert (models / "mobilenet_v2_1.0_224_quant.tflite").stat().st_size == 3610798
+    store = open_store(tmp_path / "g.db")
+    photo = next(r for r in store.media.present() if r["kind"] == "photo")
+    assert store.results.payload(photo["content_hash"], "scenes").scenes
+
+
+def test_progress_bar_on_a_terminal(tmp_path, small_gallery):
+    """On a terminal (stderr is a tty) scan shows a progress bar with files and rate."""
+    import sys
+
+    code, text = _on_a_terminal([sys.executable, "-m", "galprof", "scan", str(small_gallery),
+                                 "--db", str(tmp_path / "g.db"), "--stages", "none"], {})
+    assert code == 0
     assert "scanning" in text and "4/4" in text and "files/s" in text

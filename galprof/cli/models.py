@@ -158,7 +158,7 @@ def verify(ids, as_json):
         raise SystemExit(EXIT_MISSING)
 
 
-def _progress_bar(console, quiet: bool):
+def progress_bar(console, quiet: bool):
     """A rich progress bar per file on a terminal (nothing when piped or --quiet)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -175,7 +175,7 @@ def _progress_bar(console, quiet: bool):
     return bar, progress
 
 
-def _report(results, quiet: bool) -> None:
+def report_results(results, quiet: bool) -> None:
     from galprof.paths import models_dir
     from galprof.vision.install import ERROR_STATUSES
 
@@ -198,7 +198,7 @@ def _report(results, quiet: bool) -> None:
         raise click.ClickException(f"{errors} file(s) not installed (see above)")
 
 
-def _announce(needed, quiet: bool) -> None:
+def announce(needed, quiet: bool) -> None:
     if quiet or not needed:
         return
     total = sum(n.download_bytes for n in needed)
@@ -264,11 +264,11 @@ def install(source, ids, include_all, no_optional, runtime, offline, quiet):
         raise click.ClickException(problem)
     selected = inst.select(ids or None, include_optional=include_all, runtime=runtime)
     if source is None:
-        _announce(inst.missing(selected), quiet)
-    bar, progress = _progress_bar(console, quiet)
+        announce(inst.missing(selected), quiet)
+    bar, progress = progress_bar(console, quiet)
     with bar:
         results = inst.install(source, specs=selected, progress=progress, offline=offline)
-    _report(results, quiet)
+    report_results(results, quiet)
 
 
 @models.command(name="convert")
@@ -297,8 +297,8 @@ def convert_command(ids, include_all, force, offline, quiet):
     """
     from galprof.vision import install as inst
 
-    bar, progress = _progress_bar(err_console(), quiet)
+    bar, progress = progress_bar(err_console(), quiet)
     with bar:
         results = inst.convert_files(ids or None, include_optional=include_all, force=force,
                                      progress=progress, offline=offline)
-    _report(results, quiet)
+    report_results(results, quiet)

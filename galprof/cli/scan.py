@@ -30,6 +30,12 @@ EXIT_SOME_FAILED = 3
 @threads_option
 @stage_list_option
 @model_options
+@click.option("--runtime", type=click.Choice(["tflite", "onnx"]), default="tflite",
+              show_default=True,
+              help="Run the TFLite models, or their ONNX twins (onnxruntime, e.g. on Termux).")
+@click.option("--offline", is_flag=True, envvar="GALPROF_OFFLINE", show_envvar=True,
+              help="Never download: a missing model is an error naming the command that "
+                   "installs it (the default when not on a terminal, e.g. from cron).")
 @click.option("--remote", "remote_url", metavar="URL", default=None,
               help="After the device scan, send public photos to this `galprof serve` (docs/remote.md).")
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -41,12 +47,13 @@ EXIT_SOME_FAILED = 3
 @json_option
 @library_errors
 def scan(paths, db_path, frame_step, max_frames, max_decode_mb, threads, stage_names, models,
-         remote_url, token_file, ca_file, quiet, as_json):
+         runtime, offline, remote_url, token_file, ca_file, quiet, as_json):
     """Scan photo/video folders (or files) into the database.
 
     Only new and changed files are read again; moved files keep their results and
     deleted ones drop out; the gallery passes (people, privacy, places) run when their
-    inputs changed. Exit status: 0 when nothing new failed, 1 for usage or setup
+    inputs changed. On a terminal, missing default models are installed first (their
+    sizes shown, a bar per file); from cron or with --offline they are an error. Exit status: 0 when nothing new failed, 1 for usage or setup
     errors (or a model that fails on every file), 3 when some files failed for the
     first time (`galprof errors` lists every known failure).
 
@@ -68,7 +75,9 @@ def scan(paths, db_path, frame_step, max_frames, max_decode_mb, threads, stage_n
         token = read_token(token_file, on_warning=lambda text: console.print(
             f"warning: {shown(text)}", markup=False, highlight=False))
         remote = RemoteSettings(check_url(remote_url), token, ca_file)
-    settings = Settings(stages=build_stages(stage_names, threads=threads, models=models),
+    stages = build_stages(stage_names, threads=threads, models=_for_runtime(models, runtime))
+    _install_missing(stages, console, offline, quiet)
+    settings = Settings(stages=stages,
                         frame_step=frame_step, max_frames=max_frames,
                         max_decode_mb=max_decode_mb, remote=remote)
 
@@ -95,6 +104,39 @@ def scan(paths, db_path, frame_step, max_frames, max_decode_mb, threads, stage_n
                if summary.known_failures else ""))
     if summary.failed:
         sys.exit(EXIT_SOME_FAILED)
+
+
+def _for_runtime(models: dict, runtime: str) -> dict:
+    """Each role's chosen model, or its default, as the twin for `runtime`."""
+    from galprof.vision import manifest
+
+    if runtime == "tflite":
+        return models
+    chosen = {}
+    for role, model_id in models.items():
+        spec = manifest.get(model_id) if model_id else manifest.default_for(role)
+        chosen[role] = manifest.for_runtime(spec, runtime).id
+    return chosen
+
+
+def _install_missing(stages, console, offline: bool, quiet: bool) -> None:
+    """First use: install the stages' missing model files on a terminal (announced, a bar
+    each); elsewhere ModelMissing names the command."""
+    from galprof.cli.models import announce, progress_bar
+    from galprof.vision import install
+
+    specs = [spec for stage in stages for spec in getattr(stage, "models", list)()]
+    interactive = sys.stdin.isatty() and console.is_terminal
+    if not interactive or offline or install.offline_from_env():
+        install.ensure_installed(specs, interactive=False, offline=offline)
+        return
+    needed = install.missing(specs)
+    if not needed:
+        return
+    announce(needed, quiet)
+    bar, progress = progress_bar(console, quiet)
+    with bar:
+        install.ensure_installed(specs, interactive=True, offline=False, progress=progress)
 
 
 def _run_with_bar(store, paths, settings, on_problem, console):

@@ -36,7 +36,7 @@ class StageFailed(SetupError):
             f"it ran on, last with: {reason.split(': ', 1)[-1]}. Its model"
             + (f" {what}" if what else "") + " or the runtime may be broken: check with "
             "`galprof models verify`, reinstall with `galprof models install`, or leave the "
-            f"stage out with --stages. Everything read so far is kept.")
+            "stage out with --stages. Everything read so far is kept.")
         self.stage_name = stage.name
         self.content_hashes = list(content_hashes)
 

@@ -19,6 +19,8 @@ from typing import Callable, ClassVar, NamedTuple
 
 import numpy as np
 
+from galprof import tunables
+
 Box = tuple[float, float, float, float]
 
 
@@ -73,13 +75,12 @@ class ObjectSummary:
                    int(d.get("count", 1)), _box(d["box"]) if d.get("box") else None)
 
 
-@dataclass(frozen=True)
+@tunables.defaults("video")
 class VideoRule:
-    """In a video an object seen in one sampled frame only is often a flicker of the
-    detector, unless the detector is sure of it."""
+    """Which objects of a video count ([video] in galprof/tunables.toml)."""
 
-    min_frames: int = 2
-    high_confidence: float = 0.6
+    min_frames: int
+    high_confidence: float
 
 
 @dataclass

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from galprof import tunables
 from galprof.errors import GalprofError
 from galprof.gallery.hashing import hash_file
 from galprof.payloads import FaceKey, FacesPayload
@@ -33,23 +34,15 @@ from galprof.payloads import FaceKey, FacesPayload
 INPUT_STAGES = ("faces",)
 
 
-@dataclass(frozen=True)
+@tunables.defaults("privacy")
 class PrivacyThresholds:
-    """Every tunable of the privacy rules, with why it has its value. Range-checked."""
+    """The privacy rules' thresholds (values and reasons: [privacy] in tunables.toml).
+    Range-checked."""
 
-    # The central region is this fraction of the width and of the height, centred
-    # (0.6: the middle 60 %). A face there is the subject, not a passer-by at the edge.
-    central_region: float = 0.6
-    # A central face wider or taller than this fraction of the image is a portrait.
-    # 0.2 keeps group photos of 4-6 people and selfies private, and crowd or street
-    # photos (faces under ~10 % of the width) public.
-    face_fraction: float = 0.2
-    # A person seen in at least this many media items is close (family, friends). Items,
-    # not faces: one video would otherwise make anyone in it close through its frames.
-    close_person_items: int = 4
-    # Faces the detector is less sure of than this are ignored (the faces stage keeps
-    # its own threshold at 0.5; this only lets a user ask for more).
-    min_face_score: float = 0.5
+    central_region: float
+    face_fraction: float
+    close_person_items: int
+    min_face_score: float
 
     def __post_init__(self):
         checks = {

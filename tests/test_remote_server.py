@@ -24,13 +24,11 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image

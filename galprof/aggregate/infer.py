@@ -176,8 +176,11 @@ def aggregator_identity() -> list:
     path = default_path()
     stamps = []
     for p in (path.with_suffix(".npz"), path.with_suffix(".json")):
-        st = p.stat() if p.is_file() else None
-        stamps.append((st.st_size, st.st_mtime_ns) if st else None)
+        try:
+            st = p.stat()
+            stamps.append((st.st_size, st.st_mtime_ns))
+        except OSError:              # absent, or a data dir this user cannot read
+            stamps.append(None)
     return [str(path), stamps]
 
 

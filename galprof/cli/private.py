@@ -103,7 +103,6 @@ def uploads_cmd(db_path, limit, as_json):
         galprof private uploads --limit 20
         galprof private uploads --json
     """
-    from galprof import privacy
     from galprof.store import open_store
 
     with open_store(resolve_db(db_path), read_only=True) as store:

@@ -6,7 +6,7 @@ from typing import Iterable
 
 from galprof.taxonomy import scoring
 from galprof.taxonomy.labels import canonical_label
-from galprof.taxonomy.model import (COCO_PREFIX, SOURCES, Entry, ItemCategories, SceneInfo,
+from galprof.taxonomy.model import (SOURCES, Entry, ItemCategories, SceneInfo,
                                     Source, TaxonomyError)
 from galprof.taxonomy.parse import Parsed
 

@@ -15,10 +15,11 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
+from galprof import tunables
 from galprof.errors import ModelMismatch
 from galprof.payloads import Face, FacesFrame, FacesPayload, Track
 from galprof.stages import Frame
-from galprof.vision import manifest, transforms
+from galprof.vision import transforms
 from galprof.vision.base import Model
 from galprof.vision.runtime import Session
 
@@ -26,65 +27,24 @@ from galprof.vision.runtime import Session
 CODE_REVISION = 1
 
 
-@dataclass(frozen=True)
+@tunables.defaults("faces")
 class FaceTunables:
-    """Every threshold of the face branch, with why it has its value.
+    """Every threshold of the face branch; values and the reasons for them are in
+    galprof/tunables.toml [faces]."""
 
-    Sizes are in pixels of the image given to the detector (the analysis frame),
-    except where the name says "original" (pixels of the original photo or video
-    frame) or "side" at the detector input (of 192 px).
-    """
-
-    # BlazeFace's own operating point; the hard negatives (cat, dog with sunglasses,
-    # Darth Vader, a cartoon) stay empty at 0.5 even with tiling (bench/faces_quality.py).
-    min_score: float = 0.5
-    # MediaPipe's value: neighbouring anchors of one face overlap above 0.3.
-    nms_iou: float = 0.3
-    # Tiling. BlazeFace sees the photo at 192 px and misses faces under about 10 px
-    # there (about 65 px on a 1280 px frame). A grid of tile_grid square tiles across
-    # the short side (as many as needed along the long side) shows a 4:3 photo's
-    # faces 2.3x larger than the full pass, so faces down to ~30 px of a 1280 px
-    # frame are found. Neighbouring tiles share tile_overlap of their side, so a face
-    # cut by one tile is whole in the next; a tile detection touching an inner tile
-    # edge is dropped. On the test set (bench/faces_quality.py) 2 tiles across found
-    # 2 more faces than none (106 against 104 of 112); 3 across found no more at
-    # twice the passes.
-    tile_grid: int = 2
-    tile_overlap: float = 0.25
-    # Tiles multiply the looks at each region (5-7 passes instead of one), and with
-    # them the false positives; a face found only in a tile must score higher. The
-    # tile-only false positives seen (fur, hair, a letter on a sign) scored 0.54-0.66,
-    # the small real faces 0.81-0.86.
-    tile_min_score: float = 0.7
-    # Tiles only when the full pass hints at faces it cannot resolve: an unsure
-    # candidate (score between tile_hint_score and min_score, away from the faces
-    # found) or a found face under tile_hint_side px at the detector input. The small
-    # faces tiling found on the test set all scored 0.38-0.5 in the full pass; with
-    # this rule 1.7 passes a photo found the same faces as tiling every photo (7.3).
-    # A small face leaving no trace at all is missed: the price of 4x less time.
-    tile_hint_score: float = 0.2
-    tile_hint_side: float = 16.0
-    # No tiles when the short side is under this: the tiles would be under ~220 px,
-    # hardly downscaled at all, and the faces they could add are ~10 px in the photo.
-    tile_min_short_side: int = 384
-    # A tile detection this close (fraction of the tile side) to an inner tile edge
-    # is a cut face.
-    tile_edge_margin: float = 0.01
-    # Faces smaller than this (original px, shorter box side) are kept as detections
-    # but get no identity. Measured by shrinking the labelled photos (bench/faces_quality.py):
-    # a 28 px face keeps cosine 0.81 to its full-size features and is still nearest to
-    # the same person (61 of 61), a 20 px face 0.66 and 56 of 61. 32 leaves a margin
-    # for the blur and JPEG noise of real small faces.
-    min_identity_side_original: float = 32.0
-    # Crop side = crop_scale x the detector box. The HSE identity head wants 1.3,
-    # age/gender 1.6; one pass at 1.3 keeps the cost to one network call a face.
-    crop_scale: float = 1.3
-    # Video tracking between consecutive sampled frames: two faces are one track when
-    # their identity features agree (cosine) and, for faces without features, when
-    # the boxes overlap enough. Sampled frames can be seconds apart, so position alone
-    # is not required when the features agree.
-    track_min_cosine: float = 0.5
-    track_min_iou_no_features: float = 0.4
+    min_score: float
+    nms_iou: float
+    tile_grid: int
+    tile_overlap: float
+    tile_min_score: float
+    tile_hint_score: float
+    tile_hint_side: float
+    tile_min_short_side: int
+    tile_edge_margin: float
+    min_identity_side_original: float
+    crop_scale: float
+    track_min_cosine: float
+    track_min_iou_no_features: float
 
     def digest(self) -> str:
         """A short hash of every value, for the stage version."""

@@ -53,15 +53,29 @@ def describe_media(store, path: str) -> dict | None:
         + [f"uploaded {u['at']} to {u['server']} ({u['bytes']} bytes, {u['status']})"
            for u in info["privacy"]["uploads"]]})
 
-    from galprof import taxonomy
-    from galprof.profile import item_categories
+    from galprof import interests, taxonomy
+    from galprof.profile import owner_face_keys
 
+    people = (store.passes.output("people") or {}).get("facts") or {}
     payloads = {stage: r.payload for stage, r in results.items() if r.payload is not None}
-    cats = item_categories(payloads, taxonomy.load())
-    if cats:
-        info["categories"] = [{"category": c, "group": g, "confidence": round(v, 4)}
-                              for c, g, v in sorted(cats, key=lambda x: -x[2])]
-        info["sections"].append({"title": "categories", "lines": [
-            f"{c['group']} / {c['category']}  {c['confidence']:.2f}" for c in info["categories"]]})
+    item, cats = interests.contributions(payloads, taxonomy.load(), row,
+                                         owner_face_keys(store, people).get(row["id"]))
+    if item is not None:
+        hits = {h.name: h for h in item.categories}
+        info["categories"] = [
+            {"category": c, "group": g, "confidence": round(v, 4),
+             "evidence": list(hits[c].evidence) if c in hits else [],
+             "notes": list(hits[c].notes) if c in hits else []}
+            for c, g, v in sorted(cats, key=lambda x: -x[2])]
+        info["not_counted"] = [{"category": c, "evidence": e, "why": why}
+                               for c, e, why in item.dropped]
+        lines = []
+        for c in info["categories"]:
+            lines.append(f"{c['group']} / {c['category']}  {c['confidence']:.2f}"
+                         + (f"  ({', '.join(c['evidence'])})" if c["evidence"] else ""))
+            lines += [f"    down-weighted: {note}" for note in c["notes"]]
+        lines += [f"not counted: {d['category']} ({d['evidence']}): {d['why']}"
+                  for d in info["not_counted"]]
+        info["sections"].append({"title": "contribution to the interests", "lines": lines})
     return info
 

@@ -10,7 +10,7 @@ changing one bumps SCHEMA_VERSION.
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,64 +41,38 @@ def _cameras(media: list) -> list[dict]:
             for (make, model), n in sorted(cams.items(), key=lambda kv: (-kv[1], str(kv[0])))]
 
 
-def item_categories(results: dict, taxonomy) -> list[tuple[str, str, float]]:
-    """(fine category, group, confidence) of one media item, from its stage results
-    (stage -> payload). Objects count above the taxonomy's per-class thresholds, applied
-    here, so a taxonomy change needs no re-scan.
-
-    A group reached only through the indoor/outdoor decision (a couch means Indoors)
-    gets the scene group, or "indoor"/"outdoor", as its subcategory."""
-    objects_payload, scenes_payload = results.get("objects"), results.get("scenes")
-    objects = [(o.label, o.score) for o in
-               (objects_payload.summary(taxonomy.coco_threshold) if objects_payload else [])]
-    scenes = [(s.label, s.score, s.index) for s in (scenes_payload.scenes if scenes_payload else [])]
-    if not objects and not scenes:
-        return []
-    item = taxonomy.categorize(objects, scenes)
-    out = [(hit.name, hit.group, hit.confidence) for hit in item.categories]
-    covered = {group for _, group, _ in out}
-    for group, confidence in item.groups.items():
-        if group not in covered:
-            name = item.scene if item.scene_group == group and item.scene else (item.where or group.lower())
-            out.append((name, group, confidence))
-    return out
+def owner_face_keys(store, people: dict) -> dict[int, set]:
+    """media id -> the keys of the owner's faces in it (their childhood photos are theirs).
+    Only an owner known from selfies counts: a guessed owner (the person seen on the most
+    days) is, in a parent's gallery, often the child."""
+    owner = people.get("owner") or {}
+    if owner.get("person_id") is None or owner.get("guess"):
+        return {}
+    owner = owner["person_id"]
+    return {media_id: {key for key, person in keys.items() if person == owner}
+            for media_id, keys in store.people.persons_by_media().items()}
 
 
-def _categories(store, media: list) -> tuple[list[dict], list[dict]]:
-    from galprof import taxonomy as taxonomy_mod
+def _categories(store, media: list, people: dict) -> tuple[list[dict], list[dict], int, int]:
+    from galprof import interests, taxonomy as taxonomy_mod
 
     tax = taxonomy_mod.load()
-    per_category: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
-    analysed = 0
+    owner_faces = owner_face_keys(store, people)
+    items = []
     for m in media:
         if not m["content_hash"]:
             continue
-        results = {stage: r.payload for stage, r in store.results.all(m["content_hash"]).items()
-                   if r.payload is not None and stage in ("objects", "scenes")}
-        if not results:
+        results = {stage: r.payload for stage, r in store.results.all(m["content_hash"], arrays=True).items()
+                   if r.payload is not None and stage in ("objects", "scenes", "faces")}
+        if "objects" not in results and "scenes" not in results:
             continue
-        analysed += 1
-        for category, group, confidence in item_categories(results, tax):
-            per_category[(category, group)].append((m["path"], confidence))
-    groups: dict[str, dict] = {}
-    for (category, group), hits in per_category.items():
-        g = groups.setdefault(group, {"paths": set(), "subcategories": []})
-        g["paths"].update(p for p, _ in hits)
-        g["subcategories"].append({"category": category, "media": len(hits),
-                                   "paths": sorted(p for p, _ in hits)})
-    categories = [{
-        "group": group, "media": len(groups[group]["paths"]),
-        "share": round(len(groups[group]["paths"]) / analysed, 4),
-        "subcategories": sorted(groups[group]["subcategories"], key=lambda s: (-s["media"], s["category"])),
-    } for group in tax.groups if group in groups]
-    categories.sort(key=lambda g: -g["media"])
-    # The paper's counters, normalised: the summed confidence of a category over the
-    # analysed media, divided by their number (a video counts once).
-    interests = [{"category": c, "group": g,
-                  "score": round(sum(conf for _, conf in hits) / analysed, 4),
-                  "media": len(hits)} for (c, g), hits in per_category.items()]
-    interests.sort(key=lambda i: (-i["score"], i["category"]))
-    return categories, interests
+        _, found = interests.contributions(results, tax, m, owner_faces.get(m["id"]))
+        scenes = results.get("scenes")
+        items.append(interests.Item(m["path"], m["taken_at"],
+                                    scenes.features if scenes is not None else None, found))
+    categories, ranked, n_events = interests.count(items, tax.groups, tax.subject.burst_seconds,
+                                                   tax.subject.burst_cosine)
+    return categories, ranked, len(items), n_events
 
 
 def _locations(store) -> list[dict]:
@@ -133,16 +107,16 @@ def build_profile(store) -> dict:
     from galprof.pipeline.passes import current_output
 
     media = store.media.present()
-    categories, interests = _categories(store, media)
+    people = (store.passes.output("people") or {}).get("facts") or EMPTY_PEOPLE
+    categories, interests, analysed, events = _categories(store, media, people)
     locations = _locations(store)
     group = _locations_group(locations, len(media))
     if group:
         categories.append(group)
-    people = (store.passes.output("people") or {}).get("facts") or EMPTY_PEOPLE
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "gallery": _gallery(store, media),
+        "gallery": {**_gallery(store, media), "analysed": analysed, "events": events},
         "timeline": _timeline(media),
         "cameras": _cameras(media),
         "categories": categories,

@@ -21,7 +21,7 @@ CASES = {
     "scenes/pp_limes.jpg": {"Food"},
     "exif/phone/mei_Samsung_SM-G965W_Issue_525.jpg": {"Food"},      # pizza trays
     "exif/phone/pp_iPhone5s_out-of-range_o3.jpg": {"Food"},         # salad, EXIF orientation 3
-    "scenes/ul_bus.jpg": {"Transport", "Outdoors"},
+    "scenes/ul_bus.jpg": {"Transport"},         # the street is where, not what (where_counts)
     "exif/camera/mei_FujiFilm_S2Pro_gps_5.jpg": {"Transport"},      # double-decker bus
     "exif/phone/mei_HTC_Desire.jpg": {"Transport"},                 # car park
     "scenes/coral_traffic_0001.bmp": {"Transport"},                 # cars and a truck
@@ -75,7 +75,7 @@ def test_profile_categories_and_interests(scanned):
 def test_show_lists_detections_scenes_and_categories(scanned, testmedia):
     info = describe_media(scanned, str(testmedia / "scenes/ul_bus.jpg"))
     titles = [s["title"] for s in info["sections"]]
-    assert {"objects", "scenes", "privacy", "categories"} <= set(titles)
+    assert {"objects", "scenes", "privacy", "contribution to the interests"} <= set(titles)
     bus = next(o for o in info["results"]["objects"]["payload"]["objects"] if o["label"] == "bus")
     x1, y1, x2, y2 = bus["box"]
     assert 0 <= x1 < x2 <= 810 and 0 <= y1 < y2 <= 1080     # original pixels of the 810x1080 photo

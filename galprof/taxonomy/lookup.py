@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from galprof.taxonomy import scoring
+from galprof.taxonomy.evidence import Evidence
 from galprof.taxonomy.labels import canonical_label
 from galprof.taxonomy.model import (SOURCES, Entry, ItemCategories, SceneInfo,
                                     Source, TaxonomyError)
@@ -103,7 +104,9 @@ class Taxonomy(Parsed):
     # ---- one media item ---------------------------------------------------------------------
 
     def categorize(self, objects: Iterable[tuple[str, float]] = (),
-                   scenes: Iterable[tuple[str, float, int]] = ()) -> ItemCategories:
+                   scenes: Iterable[tuple[str, float, int]] = (),
+                   evidence: Evidence | None = None) -> ItemCategories:
         """Fine categories, high-level groups, scene and indoor/outdoor of one media item
-        (see `scoring.categorize`)."""
-        return scoring.categorize(self, objects, scenes)
+        (see `scoring.categorize`): from `evidence`, or from bare (label, score) objects,
+        each taken as a subject, and (label, probability, index) classes."""
+        return scoring.categorize(self, evidence or Evidence.from_labels(objects, scenes))

@@ -7,7 +7,8 @@ from typing import Literal
 
 from galprof.errors import SetupError
 
-# the profile and the report key on them.
+# The high-level groups of the paper, in report order. The data file must list exactly
+# these: the profile and the report key on them.
 PAPER_GROUPS = (
     "Outdoors", "Indoors", "Food", "Transport", "Activity", "Sports", "Music/instruments",
     "Appliances", "Children", "Fashion", "Product/service", "Planting", "Pets/animals",
@@ -37,6 +38,11 @@ class Entry:
     see: str | None = None        # alias target: "key" in the same source, or "coco:label"
     threshold: float | None = None
     note: str = ""
+    min_prob: float | None = None  # an ImageNet class counts only at this probability or more
+    confirm: str | None = None     # a COCO label counts only when the classifier sees this group
+    area: float | None = None      # a COCO label's own subject area (see [subject] object_area)
+    covers: tuple[str, ...] = ()   # COCO labels this ImageNet class names better when top-1
+    stands_for: tuple[str, ...] = ()  # more fine categories a COCO detection is the object of
 
 
 @dataclass(frozen=True)
@@ -50,13 +56,36 @@ class SceneInfo:
 
 
 @dataclass(frozen=True)
+class SubjectRules:
+    """What a photo contributes: subject versus context ([subject], [worn], [children],
+    [bursts] of taxonomy.toml, where each value has its reason)."""
+
+    object_area: float             # a detection covering this share of the picture is a subject
+    context_area: float            # ...and one under this share is context
+    min_weight: float              # a category counts for a photo from this weighted confidence
+    person_area: float             # a person box this big makes the photo about people...
+    face_area: float               # ...and so does a face box this big
+    people_classifier_weight: float  # classifier-only evidence on a photo about people
+    confirm_min_prob: float        # a classifier class this sure confirms a group
+    where_counts: str              # when the bare indoor/outdoor vote counts: never|alone|always
+    context_top1_prob: float       # a top class this sure counts though its objects are context
+    worn_categories: frozenset[str]  # fine categories of things people wear
+    worn_labels: frozenset[str]    # "imagenet:groom", ...: worn, though mapped elsewhere
+    child_max_age: float           # a face estimated younger than this is a child's
+    child_category: str            # the fine category a child's face counts for
+    burst_seconds: float           # shots this close in time...
+    burst_cosine: float            # ...and this alike (scene features) are one event
+
+
+@dataclass(frozen=True)
 class CategoryHit:
     """A fine category found in one item, how sure, and which labels said so."""
 
     name: str
     group: str
     confidence: float
-    evidence: tuple[str, ...]    # "coco:dog", "imagenet:beagle", ...
+    evidence: tuple[str, ...]    # "coco:dog", "imagenet:beagle", "face:child", ...
+    notes: tuple[str, ...] = ()  # why evidence was down-weighted
 
 
 @dataclass(frozen=True)
@@ -70,6 +99,7 @@ class ItemCategories:
     scene_confidence: float = 0.0
     where: str | None = None                   # "indoor", "outdoor", or None when unclear
     where_votes: dict[str, float] = field(default_factory=dict)   # "indoor"/"outdoor" -> vote
+    dropped: tuple[tuple[str, str, str], ...] = ()   # (category, evidence, why it does not count)
 
     @property
     def fine(self) -> dict[str, float]:

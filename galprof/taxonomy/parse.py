@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from galprof.taxonomy.model import (COCO_PREFIX, PAPER_GROUPS, WHERE, Entry, SceneInfo,
-                                    TaxonomyError)
+                                    SubjectRules, TaxonomyError)
 
 
 class Parsed:
@@ -29,6 +29,7 @@ class Parsed:
         }
         self._index_imagenet()
         self._check_aliases()
+        self._parse_subject(data)
         self._check = _Checker(scenes_path)
         self._parse_scenes(scenes)
 
@@ -55,6 +56,46 @@ class Parsed:
         self.imagenet_min_prob = self._check.probability(s, "imagenet_min_prob", "settings")
         self.imagenet_top1_min = self._check.probability(s, "imagenet_top1_min", "settings")
 
+    def _parse_subject(self, data: dict) -> None:
+        p = self._check.probability
+        subject = self._check.table(data, "subject")
+        worn = self._check.table(data, "worn")
+        children = self._check.table(data, "children")
+        bursts = self._check.table(data, "bursts")
+        for c in worn.get("categories", []):
+            if c not in self.fine_categories:
+                self._check.fail(f"[worn] categories: unknown fine category '{c}'")
+        labels = worn.get("labels", [])
+        for label in labels:
+            source, _, key = label.partition(":")
+            if source not in self._entries or key not in self._entries[source]:
+                self._check.fail(f"[worn] labels: '{label}' is not a 'coco:' or 'imagenet:' key")
+        child_category = children.get("category")
+        if child_category not in self.fine_categories:
+            self._check.fail(f"[children] category: unknown fine category '{child_category}'")
+        age = children.get("max_age")
+        if isinstance(age, bool) or not isinstance(age, (int, float)) or not 0 < age <= 18:
+            self._check.fail("[children] max_age must be an age in years, 0 < age <= 18")
+        seconds = bursts.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            self._check.fail("[bursts] seconds must be a number of seconds >= 0")
+        where_counts = self._check.choice(subject, "where_counts", ("never", "alone", "always"),
+                                          "subject")
+        self.subject = SubjectRules(
+            object_area=p(subject, "object_area", "subject"),
+            context_area=p(subject, "context_area", "subject"),
+            context_top1_prob=p(subject, "context_top1_prob", "subject"),
+            where_counts=where_counts,
+            min_weight=p(subject, "min_weight", "subject"),
+            person_area=p(subject, "person_area", "subject"),
+            face_area=p(subject, "face_area", "subject"),
+            people_classifier_weight=p(subject, "people_classifier_weight", "subject"),
+            confirm_min_prob=p(subject, "confirm_min_prob", "subject"),
+            worn_categories=frozenset(worn.get("categories", [])),
+            worn_labels=frozenset(labels),
+            child_max_age=float(age), child_category=child_category,
+            burst_seconds=float(seconds), burst_cosine=p(bursts, "cosine", "bursts"))
+
     def _parse_fine(self, data: dict) -> None:
         fine = self._check.table(data, "fine")
         for name, group in fine.items():
@@ -65,7 +106,8 @@ class Parsed:
 
     def _parse_entries(self, data: dict, source: str) -> dict[str, Entry]:
         table = self._check.table(data, source)
-        allowed = {"categories", "ignore", "see", "threshold", "note", "index"}
+        allowed = {"categories", "ignore", "see", "threshold", "note", "index", "min_prob",
+                   "confirm", "area", "covers", "stands_for"}
         entries = {}
         for key, raw in table.items():
             where = f"[{source}] '{key}'"
@@ -97,6 +139,35 @@ class Parsed:
                 if source != "coco":
                     self._check.fail(f"{where}: threshold is for COCO labels only")
                 threshold = self._check.probability(raw, "threshold", f"{source}.{key}")
+            min_prob = confirm = area = None
+            if "min_prob" in raw:
+                if source != "imagenet":
+                    self._check.fail(f"{where}: min_prob is for ImageNet classes only")
+                min_prob = self._check.probability(raw, "min_prob", f"{source}.{key}")
+            if "confirm" in raw or "area" in raw:
+                if source != "coco":
+                    self._check.fail(f"{where}: confirm and area are for COCO labels only")
+                confirm = raw.get("confirm")
+                if confirm is not None and confirm not in self.groups:
+                    self._check.fail(f"{where}: confirm must name a group (got {confirm!r})")
+                if "area" in raw:
+                    area = self._check.probability(raw, "area", f"{source}.{key}")
+            covers = raw.get("covers", [])
+            if covers:
+                if source != "imagenet" or not isinstance(covers, list) or not all(
+                        isinstance(c, str) and c.startswith(COCO_PREFIX) for c in covers):
+                    self._check.fail(f"{where}: covers lists 'coco:LABEL' keys (ImageNet classes only)")
+            stands_for = raw.get("stands_for", [])
+            if stands_for:
+                if source != "coco" or not isinstance(stands_for, list):
+                    self._check.fail(f"{where}: stands_for lists fine categories (COCO labels only)")
+                for c in stands_for:
+                    if c not in self.fine_categories:
+                        self._check.fail(f"{where}: stands_for: unknown fine category '{c}'")
+            if (min_prob is not None or confirm is not None or covers or stands_for) \
+                    and not raw.get("note"):
+                self._check.fail(f"{where}: a min_prob, confirm, covers or stands_for rule "
+                                 "needs a note saying why")
             name, _, suffix = key.partition("#")
             index = raw.get("index")
             if source == "imagenet":
@@ -109,7 +180,8 @@ class Parsed:
             entries[key] = Entry(
                 source=source, key=key, name=name, index=index, categories=tuple(categories),
                 ignore=bool(raw.get("ignore", False)), see=see, threshold=threshold,
-                note=str(raw.get("note", "")),
+                note=str(raw.get("note", "")), min_prob=min_prob, confirm=confirm, area=area,
+                covers=tuple(c[len(COCO_PREFIX):] for c in covers), stands_for=tuple(stands_for),
             )
         return entries
 

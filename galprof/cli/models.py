@@ -42,7 +42,9 @@ def _rows() -> list[dict]:
 
 
 def _row(model_id, role, spec, directory, default, optional) -> dict:
-    path = directory / spec.file
+    from galprof.vision import manifest
+
+    path = manifest.path_of(spec, directory)
     size = path.stat().st_size if path.is_file() else None
     return {
         "id": model_id, "role": role, "file": spec.file, "size": spec.size,

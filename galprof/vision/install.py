@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 from galprof import __version__
-from galprof.errors import SetupError
+from galprof.errors import ModelMismatch, ModelMissing, SetupError
 from galprof.paths import models_dir
 from galprof.vision import manifest
 from galprof.vision.manifest import FileSpec, sha256_of
@@ -204,6 +204,9 @@ def install(source: str | Path | None = None, dest: Path | None = None,
 
     results = []
     for spec in select(ids, include_optional):
+        if spec.package:
+            results.append(_in_package(spec))
+            continue
         target = dest / spec.file
         if _has_right_bytes(target, spec):
             results.append(InstallResult(spec.file, PRESENT, target))
@@ -231,12 +234,23 @@ def install(source: str | Path | None = None, dest: Path | None = None,
     return results
 
 
+def _in_package(spec: FileSpec) -> InstallResult:
+    """A file shipped inside a Python package is never copied: pip installs it."""
+    try:
+        return InstallResult(spec.file, PRESENT, manifest.locate(spec))
+    except ModelMissing as e:
+        return InstallResult(spec.file, SKIPPED if is_optional(spec) else FAILED,
+                             manifest.path_of(spec), str(e))
+    except ModelMismatch as e:
+        return InstallResult(spec.file, REFUSED, manifest.path_of(spec), str(e))
+
+
 def verify(dest: Path | None = None, ids: Iterable[str] | None = None) -> list[VerifyResult]:
     """Check every selected manifest file in dest by sha256: ok, missing or mismatch."""
     dest = Path(dest) if dest else models_dir()
     results = []
     for spec in select(ids):
-        path = dest / spec.file
+        path = manifest.path_of(spec, dest)
         optional = is_optional(spec)
         if not path.is_file():
             results.append(VerifyResult(spec.file, "missing", path, optional, spec.sha256,

@@ -7,6 +7,7 @@ The manifest is data; this module only reads it. Installation lives in
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
@@ -29,6 +30,11 @@ class FileSpec:
     licence: str
     source: str
     url: str = ""
+    # A file shipped inside an installed Python package ("top_package/dir/file"), found
+    # there with importlib instead of in the models directory; `extra` names the galprof
+    # extra that installs that package (pip install 'galprof[EXTRA]').
+    package: str = ""
+    extra: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,9 +106,56 @@ def sha256_of(path: Path) -> str:
 INSTALL_HINT = "galprof models install --from DIR_OR_URL"
 
 
+def package_path(spec: FileSpec) -> Path | None:
+    """Where a `package` file would be, or None when its package is not installed.
+
+    find_spec does not import the package (rapidocr_onnxruntime would import OpenCV)."""
+    top, _, rest = spec.package.partition("/")
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(list(found.submodule_search_locations)[0]) / rest
+
+
+def path_of(spec: FileSpec, directory: Path | None = None) -> Path:
+    """Where the file is looked for: inside its package, or in the models directory."""
+    if spec.package:
+        return package_path(spec) or Path(spec.package)
+    return (directory or models_dir()) / spec.file
+
+
+@lru_cache(maxsize=None)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of(Path(path))
+
+
+def _locate_in_package(spec: FileSpec) -> Path:
+    path = package_path(spec)
+    top = spec.package.partition("/")[0]
+    hint = f"pip install 'galprof[{spec.extra}]'" if spec.extra else f"pip install {top}"
+    if path is None or not path.is_file():
+        raise ModelMissing(f"model file {spec.file} comes with the Python package {top}, "
+                           f"which is not installed{'' if path is None else ' completely'}; "
+                           f"install it with: {hint}")
+    stat = path.stat()
+    # Checked once per process: a package upgrade that changes the weights is refused
+    # instead of silently changing results cached under the old version.
+    if stat.st_size != spec.size or _sha256_cached(str(path), stat.st_size,
+                                                    stat.st_mtime_ns) != spec.sha256:
+        raise ModelMismatch(f"{path} is not the file the manifest names (size or sha256 "
+                            f"differ; another version of {top}?); install the expected one "
+                            f"with: {hint}")
+    return path
+
+
 def locate(spec: FileSpec, directory: Path | None = None) -> Path:
     """The installed path of a manifest file, or ModelMissing naming the fix."""
-    path = (directory or models_dir()) / spec.file
+    if spec.package:
+        return _locate_in_package(spec)
+    path = path_of(spec, directory)
     if not path.is_file():
         raise ModelMissing(
             f"model file {spec.file} is not installed in {path.parent}; "

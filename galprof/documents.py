@@ -449,7 +449,9 @@ def match(texts: Iterable[str]) -> list[Hit]:
                 and m.count("<") >= rm["min_fillers"]):
             mrz_lines.append(m)
         digits = re.sub(r"[\s\-]", "", text)
-        for run in re.findall(r"\d+", digits):
+        # a card number stands alone on its line (not inside an MRZ or a reference)
+        mostly_digits = sum(c.isdigit() for c in digits) >= 0.8 * max(1, len(digits))
+        for run in re.findall(r"\d+", digits) if mostly_digits else []:
             if r["card"]["min_digits"] <= len(run) <= r["card"]["max_digits"] and luhn_ok(run):
                 hits.append(Hit("card_number", "•" * (len(run) - 4) + run[-4:]))
         hits += [Hit("price", p) for p in _PRICE.findall(text)]
@@ -524,7 +526,8 @@ def classify(payload: Any, meta: dict, fmt: str | None = None,
         if text[0] in _OVER_SCREENSHOT:
             kind, reason = text
         return Verdict(kind, reason, tuple(evidence))
-    return Verdict(text[0], text[1], tuple(h.rule for h in (payload.hits if payload else ())))
+    rules_fired = dict.fromkeys(h.rule for h in (payload.hits if payload else ()))
+    return Verdict(text[0], text[1], tuple(rules_fired))
 
 
 def text_privacy(kind: str, reason: str = "") -> tuple[bool, str]:

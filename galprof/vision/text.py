@@ -44,6 +44,7 @@ from galprof.vision.runtime import Session, open_session
 # required model; these are optional, installed with the text extra).
 DETECTOR_ID = "ppocr_v4_det"
 RECOGNIZER_ID = "ppocr_v4_rec"
+
 # Regions of fewer pixels (on the detector's input) are specks, not text.
 MIN_REGION_PIXELS = 6
 # The package drops boxes whose short side is under min_size + 2 = 5 detector pixels.
@@ -54,6 +55,16 @@ MAX_REGIONS = 1000
 # read in one piece: an MRZ line of 44 characters is about 27 heights wide.
 REC_BATCH = 6
 REC_MAX_RATIO = 40.0
+
+
+def available() -> bool:
+    """Whether the text models are installed (the `text` extra), without importing or
+    hashing anything: for turning the text stage on by default."""
+    for model_id in (DETECTOR_ID, RECOGNIZER_ID):
+        path = manifest.package_path(manifest.get(model_id))
+        if path is None or not path.is_file():
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -387,8 +398,8 @@ class TextPayload:
     ran: whether the detector ran; skipped: why not ("large face", "no text cue", "video").
     cue: what let it through the pre-filter. width/height: the analysed picture's
     original (oriented) size, to a pixel; boxes are in its pixels. read: how many lines
-    were recognised; hits: the facts they showed, redacted (documents.Hit: an MRZ's first
-    five characters, a card's last four digits, prices, keywords); kind/reason: what the
+    were recognised; hits: the facts they showed, redacted (documents.Hit: an MRZ's
+    document code and state, a card's last four digits, prices, keywords); kind/reason: what the
     text alone shows (documents.text_kind). screen: documents.ScreenCues of the pixels,
     computed whether or not the detector ran.
     """

@@ -341,17 +341,21 @@ class FacesPayload:
 # ------------------------------------------------------------------------- registry
 
 PAYLOADS: dict[str, type] = {c.stage: c for c in (ObjectsPayload, ScenesPayload, FacesPayload)}
+# Payload classes that live beside an optional stage (its module imports nothing heavy).
+LAZY = {"text": "galprof.vision.text:TextPayload"}
 
 
-def register(cls: type) -> type:
-    """Add a stage's payload class (its `stage` name is the results key)."""
-    PAYLOADS[cls.stage] = cls
-    return cls
+def payload_class(stage: str) -> type | None:
+    if stage not in PAYLOADS and stage in LAZY:
+        import importlib
+        module, name = LAZY[stage].split(":")
+        PAYLOADS[stage] = getattr(importlib.import_module(module), name)
+    return PAYLOADS.get(stage)
 
 
 def decode(stage: str, data: dict, arrays: dict | None = None):
     """The typed payload of a stored result; a stage without a class gets its dict back."""
-    cls = PAYLOADS.get(stage)
+    cls = payload_class(stage)
     if cls is None:
         return dict(data, arrays=arrays) if arrays else data
     return cls.from_json(data, arrays)

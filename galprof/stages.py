@@ -83,8 +83,15 @@ REGISTRY = {
     "objects": ("galprof.vision.objects:ObjectsStage", ("objects",)),
     "scenes": ("galprof.vision.scenes:ScenesStage", ("scenes",)),
     "faces": ("galprof.vision.faces:FacesStage", ("face_detector", "face_analyzer")),
+    "text": ("galprof.vision.text:TextStage", ("text_detector", "text_recognizer")),
 }
-DEFAULT_STAGES = ("objects", "scenes", "faces")
+
+
+def default_stages() -> tuple[str, ...]:
+    """The stages a scan runs unless told otherwise: the text stage when its extra is
+    installed (`pip install 'galprof[text]'`)."""
+    from galprof.vision import text
+    return ("objects", "scenes", "faces") + (("text",) if text.available() else ())
 
 
 def build_stages(names: list[str], threads: int | None = None,

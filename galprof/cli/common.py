@@ -100,9 +100,10 @@ def _stage_list(ctx, param, value: str) -> list[str]:
 
 
 def stage_list_option(f):
-    from galprof.stages import DEFAULT_STAGES
-    return click.option("--stages", "stage_names", default=",".join(DEFAULT_STAGES),
-                        show_default=True, callback=_stage_list,
+    from galprof.stages import default_stages
+    return click.option("--stages", "stage_names", default=lambda: ",".join(default_stages()),
+                        show_default="objects,scenes,faces, and text with the text extra",
+                        callback=_stage_list,
                         help="Comma-separated analysis stages to run, or 'none' for metadata "
                              "and pixels only.")(f)
 

@@ -52,7 +52,7 @@ def _rows() -> list[dict]:
 def _row(model_id, role, spec, directory, default, optional) -> dict:
     from galprof.vision import manifest
 
-    path = manifest.packaged_path(spec) if spec.packaged else directory / spec.file
+    path = manifest.path_of(spec, directory)
     size = path.stat().st_size if path.is_file() else None
     built = manifest.build_record(spec, directory) if spec.convertible else None
     right_size = size == spec.size or (built is not None and size == built.get("size"))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from galprof.errors import ModelMissing, SetupError
+from galprof.errors import ModelMismatch, ModelMissing, SetupError
 from galprof.paths import models_dir
 from galprof.vision import convert, download, manifest
 from galprof.vision.download import NotAtSource, Progress, Refused
@@ -89,9 +89,9 @@ def offline_from_env() -> bool:
 
 def _with_labels(spec: FileSpec) -> list[str]:
     names = [spec.file]
-    labels = getattr(spec, "labels", "")
-    if labels and not labels.startswith("zip:"):
-        names.append(labels)
+    label_file = manifest.label_file(spec)
+    if label_file:
+        names.append(label_file)
     return names
 
 
@@ -163,8 +163,8 @@ def _is_accepted_build(path: Path, spec: FileSpec) -> bool:
 
 
 def is_installed(spec: FileSpec, dest: Path | None = None) -> bool:
-    if spec.packaged:
-        return has_right_bytes(manifest.packaged_path(spec), spec)
+    if spec.packaged or spec.package:
+        return has_right_bytes(manifest.path_of(spec, dest), spec)
     path = Path(dest or models_dir()) / spec.file
     return has_right_bytes(path, spec) or _is_accepted_build(path, spec)
 
@@ -249,6 +249,8 @@ class _Installer:
 
     def _install(self, spec: FileSpec, override: str | Path | None) -> InstallResult:
         target = self.dest / spec.file
+        if spec.package:
+            return _in_package(spec)
         if spec.packaged:
             path = manifest.packaged_path(spec)
             if has_right_bytes(path, spec):
@@ -506,6 +508,17 @@ def convert_files(ids: Iterable[str] | None = None, dest: Path | None = None,
     return list(installer.results.values())
 
 
+def _in_package(spec: FileSpec) -> InstallResult:
+    """A file shipped inside another Python package is never copied: pip installs it."""
+    try:
+        return InstallResult(spec.file, PRESENT, manifest.locate(spec))
+    except ModelMissing as e:
+        return InstallResult(spec.file, SKIPPED if spec.optional else FAILED,
+                             manifest.path_of(spec), str(e))
+    except ModelMismatch as e:
+        return InstallResult(spec.file, REFUSED, manifest.path_of(spec), str(e))
+
+
 # ---------------------------------------------------------------- verifying
 
 def verify(dest: Path | None = None, ids: Iterable[str] | None = None,
@@ -518,7 +531,7 @@ def verify(dest: Path | None = None, ids: Iterable[str] | None = None,
     dest = Path(dest) if dest else models_dir()
     results = []
     for spec in select(ids, include_optional=include_optional):
-        path = manifest.packaged_path(spec) if spec.packaged else dest / spec.file
+        path = manifest.path_of(spec, dest)
         optional = spec.optional
         if not path.is_file():
             results.append(VerifyResult(spec.file, "missing", path, optional, spec.sha256,

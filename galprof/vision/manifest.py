@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import importlib.util
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
@@ -84,6 +85,11 @@ class FileSpec:
     @property
     def convertible(self) -> bool:
         return any(s.kind == CONVERT for s in self.sources)
+    # A file shipped inside an installed Python package ("top_package/dir/file"), found
+    # there with importlib instead of in the models directory; `extra` names the galprof
+    # extra that installs that package (pip install 'galprof[EXTRA]').
+    package: str = ""
+    extra: str = ""
 
 
 @dataclass(frozen=True)
@@ -204,12 +210,62 @@ def packaged_path(spec: FileSpec) -> Path:
     return PACKAGED_DIR / spec.file
 
 
+def package_path(spec: FileSpec) -> Path | None:
+    """Where a `package` file would be, or None when its package is not installed.
+
+    find_spec does not import the package (rapidocr_onnxruntime would import OpenCV)."""
+    top, _, rest = spec.package.partition("/")
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.submodule_search_locations:
+        return None
+    return Path(list(found.submodule_search_locations)[0]) / rest
+
+
+def path_of(spec: FileSpec, directory: Path | None = None) -> Path:
+    """Where the file is looked for: inside galprof, inside another installed package, or
+    in the models directory."""
+    if spec.packaged:
+        return packaged_path(spec)
+    if spec.package:
+        return package_path(spec) or Path(spec.package)
+    return (directory or models_dir()) / spec.file
+
+
+@lru_cache(maxsize=None)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of(Path(path))
+
+
+def _locate_in_package(spec: FileSpec) -> Path:
+    path = package_path(spec)
+    top = spec.package.partition("/")[0]
+    hint = f"pip install 'galprof[{spec.extra}]'" if spec.extra else f"pip install {top}"
+    if path is None or not path.is_file():
+        raise ModelMissing(f"model file {spec.file} comes with the Python package {top}, "
+                           f"which is not installed{'' if path is None else ' completely'}; "
+                           f"install it with: {hint}")
+    stat = path.stat()
+    # Checked once per process: a package upgrade that changes the weights is refused
+    # instead of silently changing results cached under the old version.
+    if stat.st_size != spec.size or _sha256_cached(str(path), stat.st_size,
+                                                    stat.st_mtime_ns) != spec.sha256:
+        raise ModelMismatch(f"{path} is not the file the manifest names (size or sha256 "
+                            f"differ; another version of {top}?); install the expected one "
+                            f"with: {hint}")
+    return path
+
+
 def locate(spec: FileSpec, directory: Path | None = None) -> Path:
     """The installed path of a manifest file, or ModelMissing naming the fix.
 
     Packaged files are found inside galprof. A file built here is accepted at the size
     its build record gives (its bytes depend on the converter, see convert.py).
     """
+    if spec.package:
+        return _locate_in_package(spec)
     if spec.packaged:
         path = packaged_path(spec)
         if not path.is_file() or path.stat().st_size != spec.size:
@@ -242,6 +298,13 @@ def _labels_cached(path: str, member: str, mtime_ns: int) -> tuple[str, ...]:
     else:
         text = Path(path).read_text(encoding="utf-8")
     return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def label_file(spec) -> str:
+    """The manifest file holding a model's labels, or "" when they live inside a file
+    ("zip:MEMBER" of the model itself, "onnx-metadata:KEY" of its graph)."""
+    labels = getattr(spec, "labels", "")
+    return "" if not labels or ":" in labels else labels
 
 
 def labels(spec: ModelSpec, directory: Path | None = None) -> list[str]:

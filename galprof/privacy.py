@@ -9,8 +9,12 @@ A media item is private when (any of):
     pass has not clustered this item's faces (conservative: after the first scan every
     such photo stays private until clustering says otherwise);
   - its faces have not been analysed (no "faces" result: nothing is known, so private);
+  - it is a document, a card, an ID or passport page, a receipt, or a screenshot
+    (galprof/documents.py, from the text stage's payload and the file itself);
   - the user marked it (`galprof private mark`).
-A video is public only if every sampled frame is public. Everything else is public.
+A video is public only if every sampled frame is public. Everything else is public. The
+user's marks win both ways: `galprof private allow` makes an item public whatever the
+rules say.
 
 Per-item decisions come from the store (faces results, the faces/people tables, the
 marks), so `apply_privacy` is a cheap gallery pass (galprof/pipeline/passes.py) that runs
@@ -31,7 +35,7 @@ from galprof.gallery.hashing import hash_file
 from galprof.payloads import FaceKey, FacesPayload
 
 # Stage results the decisions read (part of the privacy pass's inputs).
-INPUT_STAGES = ("faces",)
+INPUT_STAGES = ("faces", "text")
 
 
 @tunables.defaults("privacy")
@@ -91,13 +95,18 @@ class People:
     names: dict[int, str] = field(default_factory=dict)         # person -> name (named ones)
 
 
-def decide(media: Mapping, faces: FacesPayload | None, marked: bool, people: People | None,
-           thresholds: PrivacyThresholds = DEFAULT_THRESHOLDS) -> Decision:
+def decide(media: Mapping, faces: FacesPayload | None, marked, people: People | None,
+           thresholds: PrivacyThresholds = DEFAULT_THRESHOLDS, text=None) -> Decision:
     """The privacy decision for one media item (see the module docstring for the rules).
 
-    media: a media row (kind, width, height: displayed original pixels);
-    faces: the "faces" stage payload, boxes in original pixels (None: not run).
+    media: a media row (kind, width, height: displayed original pixels; path, format,
+    make, model, focal_length for telling screenshots); faces: the "faces" stage payload,
+    boxes in original pixels (None: not run); marked: the user's mark, "private" (or
+    True), "public", or None; text: the text stage's payload (None: not run or not
+    installed: screenshots are still told from the file).
     """
+    if marked == "public":
+        return Decision(False, ["public: marked public by the user"])
     t = thresholds
     found: dict[str, list] = {}     # reason -> frame indexes, to keep video reasons short
 
@@ -108,6 +117,13 @@ def decide(media: Mapping, faces: FacesPayload | None, marked: bool, people: Peo
 
     if marked:
         add("marked private by the user")
+    if media.get("kind") == "photo":
+        from galprof import documents
+        verdict = documents.classify(text, dict(media), media.get("format"),
+                                     media.get("path"))
+        private, reason = documents.text_privacy(verdict.kind, verdict.reason)
+        if private:
+            add(reason)
     if faces is None:
         add("faces not analysed yet (private until the faces stage has run)")
     else:
@@ -143,8 +159,8 @@ def decide(media: Mapping, faces: FacesPayload | None, marked: bool, people: Peo
                     f"{people.items[person]} items)", index)
     if not found:
         what = "every sampled frame is" if media["kind"] == "video" else "it is"
-        return Decision(False, [f"public: {what} free of large central faces and of close "
-                                "or unclustered people, and not marked"])
+        return Decision(False, [f"public: {what} free of large central faces, of close or "
+                                "unclustered people and of documents, and not marked"])
     reasons = []
     for reason, frames in found.items():
         if media["kind"] == "video" and frames:
@@ -163,9 +179,10 @@ def decide_for(store, media: Mapping,
     persons = store.people.persons_of(media["id"]) if media.get("id") is not None else {}
     people = People(bool(persons), persons, store.people.items_per_person(),
                     store.people.names(named_only=True))
-    return decide(media, store.results.payload(media["content_hash"], "faces", arrays=False),
-                  store.privacy.is_marked(media["path"], media["content_hash"]), people,
-                  thresholds)
+    digest = media["content_hash"]
+    return decide(media, store.results.payload(digest, "faces", arrays=False),
+                  store.privacy.mark_of(media["path"], digest), people, thresholds,
+                  text=store.results.payload(digest, "text"))
 
 
 def apply_privacy(store, thresholds: PrivacyThresholds = DEFAULT_THRESHOLDS) -> dict[str, int]:
@@ -176,23 +193,21 @@ def apply_privacy(store, thresholds: PrivacyThresholds = DEFAULT_THRESHOLDS) -> 
     with store.transaction():
         items = store.people.items_per_person()
         names = store.people.names(named_only=True)
-        marked_paths, marked_hashes = store.privacy.marks()
+        private_paths, private_hashes = store.privacy.marks()
+        public_paths, public_hashes = store.privacy.marks(public=True)
         persons = store.people.persons_by_media()
         counts = {"private": 0, "public": 0}
         decided = []
-        for row, faces in store.privacy.decision_rows():
-            media_id, path, digest = row["id"], _path(row["path"]), row["content_hash"]
+        for row, faces, text in store.privacy.decision_rows():
+            media_id, path, digest = row["id"], row["path"], row["content_hash"]
             people = People(media_id in persons, persons.get(media_id, {}), items, names)
-            marked = path in marked_paths or digest in marked_hashes
-            decision = decide(row, faces, marked, people, thresholds)
+            mark = ("private" if path in private_paths or digest in private_hashes else
+                    "public" if path in public_paths or digest in public_hashes else None)
+            decision = decide(row, faces, mark, people, thresholds, text=text)
             decided.append((media_id, decision.private, "\n".join(decision.reasons)))
             counts["private" if decision.private else "public"] += 1
         store.privacy.save_decisions(decided)
     return counts
-
-
-def _path(value) -> str:
-    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 # -------------------------------------------------------------- marks and listings
@@ -234,18 +249,20 @@ def _redecide(store, path: str, digest: str | None,
     store.privacy.save_decisions(decided)
 
 
-def mark(store, paths: list[Path]) -> list[str]:
-    """Mark files (or every known item under a folder) private; returns the paths marked.
+def mark(store, paths: list[Path], public: bool = False) -> list[str]:
+    """Mark files (or every known item under a folder) private, or public; returns the
+    paths marked.
 
     A file not scanned yet is marked by its path and content hash, so the first scan
-    already finds it private. The decisions of the items it covers change in the same
+    already decides it so. The decisions of the items it covers change in the same
     transaction."""
     done = []
     targets = [t for p in paths for t in _targets(store, p)]
+    wanted = "public" if public else "private"
     with store.transaction():
         for path, digest in targets:
-            if not store.privacy.is_marked(path, digest):
-                store.privacy.add_mark(path, digest)
+            if store.privacy.mark_of(path, digest) != wanted:
+                store.privacy.add_mark(path, digest, public=public)
             _redecide(store, path, digest)
             done.append(path)
     return done
@@ -285,5 +302,5 @@ def describe(store, media: Mapping) -> dict:
     sent = [{k: u[k] for k in ("at", "server", "bytes", "images", "status")}
             for u in reversed(store.privacy.uploads(content_hash=media["content_hash"]))]
     return {"private": decision.private, "reasons": decision.reasons,
-            "marked": store.privacy.is_marked(media["path"], media["content_hash"]),
+            "marked": store.privacy.mark_of(media["path"], media["content_hash"]),
             "tiers": tiers, "uploads": sent}

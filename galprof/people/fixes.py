@@ -1,4 +1,4 @@
-"""The user's fixes to the people (name, merge, split, recluster) and the biometric purge.
+"""The user's fixes to the people (name, merge, split, recluster), and the face purge.
 
 Each holds the store's writer lock (waiting up to WRITER_WAIT_S for a running scan to
 finish) and brings the people and privacy passes up to date before it returns, so the
@@ -8,14 +8,11 @@ profile, `people list` and the privacy decisions reflect the fix at once.
 from __future__ import annotations
 
 import os
-import time
 
-from galprof.errors import GalprofError, SetupError
+from galprof.errors import GalprofError
 
 # How long a fix waits for another galprof process (a scan) to release the database.
 WRITER_WAIT_S = 30.0
-# How long a purge waits for readers (a report being written) to let go of the old pages.
-PURGE_WAIT_S = 30.0
 
 
 def _person(store, person_id: int) -> dict:
@@ -84,33 +81,6 @@ def recluster(store) -> dict:
 
 
 def purge(store) -> int:
-    """Delete every face-derived datum from the database file itself: face rows (boxes,
-    ages, genders, identity features), the faces stage results, people that only faces
-    made (a person you named or made keeps the name, nothing else), and the people
-    pass's facts. Freed pages are zeroed and the write-ahead log folded in, so the bytes
-    are gone from the files, not just unlinked. Every item is private again until the
-    next scan analyses its faces (it does so: the faces stage runs again). Returns the
-    number of face rows deleted."""
-    with store.writer(WRITER_WAIT_S, "galprof people purge"):
-        store.secure_delete()
-        with store.transaction():
-            n = store.people.purge_faces()
-            store.results.delete_stage("faces")
-            store.passes.invalidate("people", "privacy")
-        _refresh(store)
-        _scrub(store)
-    return n
-
-
-def _scrub(store) -> None:
-    """Rewrite the file so that no freed page keeps old bytes, and truncate the WAL. A
-    reader holding an old snapshot (another process) keeps those pages alive: wait for it."""
-    deadline = time.monotonic() + PURGE_WAIT_S
-    while not store.checkpoint():
-        if time.monotonic() > deadline:
-            raise SetupError(f"{store.path}: another process is still reading the database, "
-                             "so the purged data stays in its old pages until it stops; the "
-                             "purge itself is done: run `galprof people purge` again after it")
-        time.sleep(0.5)
-    store.vacuum()
-    store.checkpoint()
+    """Delete every face-derived datum (see galprof.purge); returns the face rows deleted."""
+    from galprof.purge import purge as purge_data
+    return purge_data(store, faces=True, text=False)["faces"]

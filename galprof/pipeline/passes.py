@@ -55,13 +55,14 @@ def _people(store, settings) -> dict:
 
 
 def _privacy_inputs(store, settings):
-    from galprof import privacy
+    from galprof import documents, privacy
     people = store.people.fingerprint_rows()
     return {"media": store.privacy.decision_inputs(),
             "results": store.results.fingerprint_rows(privacy.INPUT_STAGES),
             "assigned": people["assigned"], "names": people["names"],
             "marks": store.privacy.fingerprint_rows(),
-            "thresholds": privacy.thresholds_of(settings).digest()}
+            "thresholds": privacy.thresholds_of(settings).digest(),
+            "documents": documents.rules_digest()}     # the screenshot and kind rules
 
 
 def _privacy(store, settings) -> dict:

@@ -30,7 +30,7 @@ HERE = Path(__file__).parent
 
 # Named, ordered steps (SQL files beside this module); each runs in one transaction and is
 # recorded in `migrations`. PRAGMA user_version is the number of steps applied.
-MIGRATIONS = ["0001_initial", "0002_people", "0003_privacy", "0004_passes"]
+MIGRATIONS = ["0001_initial", "0002_people", "0003_privacy", "0004_passes", "0005_public_marks"]
 # How long a statement waits for another process's write transaction to end.
 BUSY_TIMEOUT_S = 30
 

@@ -20,22 +20,28 @@ class PrivacyTable:
     def conn(self):
         return self.store.conn
 
-    # -- marks
+    # -- marks (`public` = 0: the user's "private"; 1: the user's "public")
+    def mark_of(self, path: str, content_hash: str | None) -> str | None:
+        """"private", "public" or None: the user's mark on this path or content."""
+        row = self.conn.execute(
+            "SELECT public FROM private_marks WHERE path = ? OR (content_hash IS NOT NULL AND "
+            "content_hash = ?) ORDER BY public LIMIT 1", (path_to_db(path), content_hash)).fetchone()
+        return None if row is None else ("public" if row[0] else "private")
+
     def is_marked(self, path: str, content_hash: str | None) -> bool:
-        return self.conn.execute(
-            "SELECT 1 FROM private_marks WHERE path = ? OR (content_hash IS NOT NULL AND "
-            "content_hash = ?) LIMIT 1", (path_to_db(path), content_hash)).fetchone() is not None
+        return self.mark_of(path, content_hash) == "private"
 
-    def marks(self) -> tuple[set[str], set[str]]:
-        """(marked paths, marked content hashes)."""
-        paths = {path_from_db(r[0]) for r in self.conn.execute("SELECT path FROM private_marks")}
-        hashes = {r[0] for r in self.conn.execute(
-            "SELECT content_hash FROM private_marks WHERE content_hash IS NOT NULL")}
-        return paths, hashes
+    def marks(self, public: bool = False) -> tuple[set[str], set[str]]:
+        """(marked paths, marked content hashes) of the private (or the public) marks."""
+        rows = self.conn.execute("SELECT path, content_hash FROM private_marks WHERE public = ?",
+                                 (int(public),)).fetchall()
+        return ({path_from_db(r[0]) for r in rows}, {r[1] for r in rows if r[1] is not None})
 
-    def add_mark(self, path: str, content_hash: str | None) -> None:
-        self.conn.execute("INSERT INTO private_marks (path, content_hash, marked_at) "
-                          "VALUES (?, ?, ?)", (path_to_db(path), content_hash, now()))
+    def add_mark(self, path: str, content_hash: str | None, public: bool = False) -> None:
+        """Mark private (or public), replacing a mark of the other kind."""
+        self.remove_marks(path, content_hash)
+        self.conn.execute("INSERT INTO private_marks (path, content_hash, marked_at, public) "
+                          "VALUES (?, ?, ?, ?)", (path_to_db(path), content_hash, now(), int(public)))
 
     def remove_marks(self, path: str, content_hash: str | None) -> int:
         return self.conn.execute(
@@ -48,27 +54,37 @@ class PrivacyTable:
             "x.path = m.path OR x.content_hash = m.content_hash) ORDER BY m.path")]
 
     def fingerprint_rows(self) -> list[tuple]:
-        return self.conn.execute("SELECT path, content_hash FROM private_marks "
+        return self.conn.execute("SELECT path, content_hash, public FROM private_marks "
                                  "ORDER BY path, content_hash").fetchall()
 
     # -- decisions
+    _DECISION_COLUMNS = ("id, path, content_hash, kind, width, height, format, make, model, "
+                         "focal_length, status")
+
     def decision_inputs(self) -> list[tuple]:
         """What every decision depends on besides faces, people, text and marks."""
         return self.conn.execute(
-            "SELECT id, path, content_hash, kind, width, height, format, make, model, status "
-            "FROM media WHERE status != 'failed' AND kind IS NOT NULL ORDER BY id").fetchall()
+            f"SELECT {self._DECISION_COLUMNS} FROM media WHERE status != 'failed' AND "
+            "kind IS NOT NULL ORDER BY id").fetchall()
 
     def decision_rows(self):
-        """(media row, faces payload or None) of every readable item, streamed."""
+        """(media row as a dict, faces payload, text payload) of every readable item,
+        streamed (None for a stage that has no good result)."""
+        cols = ", ".join(f"m.{c.strip()}" for c in self._DECISION_COLUMNS.split(","))
         for row in self.conn.execute(
-                "SELECT m.id, m.path, m.content_hash, m.kind, m.width, m.height, m.format, m.make,"
-                " m.model, m.status, r.payload, r.error FROM media m LEFT JOIN results r ON "
-                "r.content_hash = m.content_hash AND r.stage = 'faces' WHERE m.status != 'failed' "
-                "AND m.kind IS NOT NULL ORDER BY m.id"):
-            faces = None
-            if row["payload"] is not None and row["error"] is None:
-                faces = payloads.decode("faces", json.loads(row["payload"]))
-            yield row, faces
+                f"SELECT {cols}, f.payload AS faces, f.error AS faces_error, t.payload AS text, "
+                "t.error AS text_error FROM media m LEFT JOIN results f ON f.content_hash = "
+                "m.content_hash AND f.stage = 'faces' LEFT JOIN results t ON t.content_hash = "
+                "m.content_hash AND t.stage = 'text' WHERE m.status != 'failed' AND "
+                "m.kind IS NOT NULL ORDER BY m.id"):
+            media = {k: row[k] for k in row.keys() if k not in ("faces", "faces_error", "text",
+                                                                 "text_error")}
+            media["path"] = path_from_db(media["path"])
+            decoded = {}
+            for stage in ("faces", "text"):
+                ok = row[stage] is not None and row[f"{stage}_error"] is None
+                decoded[stage] = payloads.decode(stage, json.loads(row[stage])) if ok else None
+            yield media, decoded["faces"], decoded["text"]
 
     def save_decisions(self, decisions: list[tuple[int, bool, str]]) -> None:
         """(media id, private, reasons joined by newlines)."""

@@ -139,6 +139,19 @@ class ResultsTable:
             f"JOIN results r ON r.content_hash = m.content_hash AND r.stage IN ({marks}) "
             "WHERE m.status != 'failed' ORDER BY m.id, r.stage", stages).fetchall()
 
+    def rewrite(self, stage: str, change) -> int:
+        """Replace every good result of `stage` by `change(payload)` (same version, so it
+        is not computed again); returns how many were rewritten."""
+        rows = self.conn.execute("SELECT content_hash, payload, arrays FROM results WHERE "
+                                 "stage = ? AND error IS NULL", (stage,)).fetchall()
+        for digest, data, blob in rows:
+            payload = change(payloads.decode(stage, json.loads(data), unpack_arrays(blob)))
+            new, arrays = payloads.encode(payload)
+            self.conn.execute("UPDATE results SET payload = ?, arrays = ? WHERE content_hash = ? "
+                              "AND stage = ?", (json.dumps(new, separators=(",", ":")),
+                                                pack_arrays(arrays), digest, stage))
+        return len(rows)
+
     def delete_stage(self, stage: str) -> int:
         return self.conn.execute("DELETE FROM results WHERE stage = ?", (stage,)).rowcount
 

@@ -10,6 +10,32 @@ def _payload_json(result) -> dict | None:
     return to_json() if to_json else result.payload
 
 
+def _document_section(row, text) -> dict:
+    """What kind of picture it is (a document, a screenshot, a photo) and what the text
+    stage saw; what was read is shown redacted, as stored."""
+    from galprof import documents
+
+    payload = text.payload if text is not None else None
+    verdict = documents.classify(payload, row, row["format"], row["path"])
+    lines = [f"kind: {verdict.kind.replace('_', ' ')}"
+             + (f" ({verdict.reason})" if verdict.reason else "")]
+    if verdict.evidence:
+        lines.append("evidence: " + ", ".join(verdict.evidence))
+    if payload is None:
+        lines.append("text stage: not run" + (f" ({text.error})" if text is not None else ""))
+    elif not payload.ran:
+        lines.append(f"text detector: not run ({payload.skipped})")
+    else:
+        lay = payload.layout
+        lines.append(f"text detector: {lay.lines} line(s) covering {lay.coverage:.1%}"
+                     + (f", {lay.columns} column(s)" if lay.columns else "")
+                     + (f"; let through by {payload.cue}" if payload.cue else ""))
+        if payload.read:
+            lines.append(f"read {payload.read} line(s): " + (", ".join(
+                f"{h.rule} {h.text}".strip() for h in payload.hits) or "nothing that decides"))
+    return {"title": "picture kind", "lines": lines}
+
+
 def describe_media(store, path: str) -> dict | None:
     row = store.media.by_path(path)
     if row is None:
@@ -45,6 +71,8 @@ def describe_media(store, path: str) -> dict | None:
                          f"score {face.score:.2f}, {attrs}"
                          + (f", person {who}" if who is not None else ""))
         info["sections"].append({"title": f"faces ({faces.payload.count})", "lines": lines})
+    if row["kind"] == "photo":
+        info["sections"].append(_document_section(row, results.get("text")))
     from galprof import privacy
     info["privacy"] = privacy.describe(store, row)
     info["sections"].append({"title": "privacy", "lines": [

@@ -31,10 +31,12 @@ def contributions(results: dict, taxonomy, media: dict | None = None,
                   owner_faces=None):
     """(ItemCategories, [(fine category, group, confidence)]) of one media item.
 
-    results: stage -> payload ("objects", "scenes", "faces"); media: its row (width, height:
-    the displayed size boxes refer to); owner_faces: the FaceKeys of the owner's faces in it.
-    A group reached only through the indoor/outdoor decision (a couch means Indoors) gets
-    the scene group, or "indoor"/"outdoor", as its subcategory."""
+    results: stage -> payload ("objects", "scenes", "faces", "text"); media: its row (width,
+    height: the displayed size boxes refer to); owner_faces: the FaceKeys of the owner's
+    faces in it. A group reached only through the indoor/outdoor decision (a couch means
+    Indoors) gets the scene group, or "indoor"/"outdoor", as its subcategory. What was read
+    on a ticket, a boarding pass or a menu adds its categories (documents.interest_items)
+    where the pictures did not already show them."""
     objects, scenes = results.get("objects"), results.get("scenes")
     if objects is None and scenes is None:
         return None, []
@@ -48,6 +50,11 @@ def contributions(results: dict, taxonomy, media: dict | None = None,
         if group not in covered:
             name = item.scene if item.scene_group == group and item.scene else (item.where or group.lower())
             out.append((name, group, confidence))
+    text = results.get("text")
+    if text is not None and text.hits:
+        from galprof import documents
+        shown = {name for name, _, _ in out}
+        out += [c for c in documents.interest_items(text.hits) if c[0] not in shown]
     return item, out
 
 

@@ -53,17 +53,29 @@ def owner_face_keys(store, people: dict) -> dict[int, set]:
             for media_id, keys in store.people.persons_by_media().items()}
 
 
-def _categories(store, media: list, people: dict) -> tuple[list[dict], list[dict], int, int]:
-    from galprof import interests, taxonomy as taxonomy_mod
+DOCUMENT_KINDS = ("id_document", "bank_card", "receipt", "document")
+SCREENSHOT_KINDS = ("chat_screenshot", "screenshot")
+
+
+def _categories(store, media: list, people: dict):
+    """(categories, interests, analysed items, events, documents): the interests of the
+    analysed items, and the documents and screenshots among the photos (kind and reason,
+    never what was read)."""
+    from galprof import documents as documents_mod, interests, taxonomy as taxonomy_mod
 
     tax = taxonomy_mod.load()
     owner_faces = owner_face_keys(store, people)
-    items = []
+    items, documents = [], []
     for m in media:
         if not m["content_hash"]:
             continue
         results = {stage: r.payload for stage, r in store.results.all(m["content_hash"], arrays=True).items()
-                   if r.payload is not None and stage in ("objects", "scenes", "faces")}
+                   if r.payload is not None and stage in ("objects", "scenes", "faces", "text")}
+        if m["kind"] == "photo":
+            verdict = documents_mod.classify(results.get("text"), m, m["format"], m["path"])
+            if verdict.kind in DOCUMENT_KINDS + SCREENSHOT_KINDS:
+                documents.append({"path": m["path"], "kind": verdict.kind,
+                                  "reason": verdict.reason})
         if "objects" not in results and "scenes" not in results:
             continue
         _, found = interests.contributions(results, tax, m, owner_faces.get(m["id"]))
@@ -72,7 +84,7 @@ def _categories(store, media: list, people: dict) -> tuple[list[dict], list[dict
                                     scenes.features if scenes is not None else None, found))
     categories, ranked, n_events = interests.count(items, tax.groups, tax.subject.burst_seconds,
                                                    tax.subject.burst_cosine)
-    return categories, ranked, len(items), n_events
+    return categories, ranked, len(items), n_events, documents
 
 
 def _locations(store) -> list[dict]:
@@ -108,7 +120,7 @@ def build_profile(store) -> dict:
 
     media = store.media.present()
     people = (store.passes.output("people") or {}).get("facts") or EMPTY_PEOPLE
-    categories, interests, analysed, events = _categories(store, media, people)
+    categories, interests, analysed, events, documents = _categories(store, media, people)
     locations = _locations(store)
     group = _locations_group(locations, len(media))
     if group:
@@ -116,12 +128,15 @@ def build_profile(store) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "gallery": {**_gallery(store, media), "analysed": analysed, "events": events},
+        "gallery": {**_gallery(store, media), "analysed": analysed, "events": events,
+                    "documents": sum(d["kind"] in DOCUMENT_KINDS for d in documents),
+                    "screenshots": sum(d["kind"] in SCREENSHOT_KINDS for d in documents)},
         "timeline": _timeline(media),
         "cameras": _cameras(media),
         "categories": categories,
         "interests": interests,
         "locations": locations,
+        "documents": documents,
         **{k: people.get(k, EMPTY_PEOPLE[k]) for k in EMPTY_PEOPLE},
         "descriptor": current_output(store, "descriptor") or {},
     }

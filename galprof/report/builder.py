@@ -145,6 +145,10 @@ class _Collector:
         return out, len(paths)
 
 
+DOCUMENT_LABELS = {"id_document": "ID documents", "bank_card": "bank cards",
+                   "receipt": "receipts", "document": "other documents",
+                   "chat_screenshot": "chat screenshots", "screenshot": "screenshots"}
+
 _VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".3gp", ".mkv", ".webm", ".avi"}
 
 
@@ -161,6 +165,18 @@ def page_data(profile: dict, thumbs_per_category: int) -> tuple[dict, _Collector
         year = datetime.fromisoformat(str(generated).replace("Z", "+00:00")).year
     except ValueError:
         year = datetime.now().year
+
+    # Documents and screenshots are listed, never previewed (here or in any other list).
+    documents = profile.get("documents") or []
+    media.kinds.update({d["path"]: "document" for d in documents})
+    by_kind: dict[str, list[str]] = {}
+    for d in documents:
+        by_kind.setdefault(d["kind"], []).append(d["path"])
+    document_rows = []
+    for kind, paths in sorted(by_kind.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        items, total = media.take(paths)
+        document_rows.append({"label": DOCUMENT_LABELS.get(kind, kind), "media": len(paths),
+                              "items": items, "total": total})
 
     groups = []
     for g in sorted(profile.get("categories") or [], key=lambda g: -int(g.get("media", 0))):
@@ -212,10 +228,11 @@ def page_data(profile: dict, thumbs_per_category: int) -> tuple[dict, _Collector
                        "first": p.get("first"), "last": p.get("last"), "face": -1,
                        "items": items, "total": max(total, n)})
 
-    facts = {k: gallery.get(k) for k in ("photos", "videos", "frames", "failed")}
+    facts = {k: gallery.get(k) for k in ("photos", "videos", "frames", "failed", "documents",
+                                         "screenshots")}
     facts["generated_at"] = generated
     data = {"facts": facts, "media": media.rows, "groups": groups, "places": places,
-            "bins": bins, "people": people}
+            "bins": bins, "people": people, "documents": document_rows}
     data["_faces"] = faces
     return data, media
 
@@ -270,7 +287,10 @@ def build_report(profile: dict, out: Path, thumbs_per_category: int = 24,
     thumbs: list[str] = []
     failed: list[str] = []
 
-    def preview(path: str) -> str | None:
+    def preview(row: list) -> str | None:
+        path = row[3]
+        if row[2] == "document":
+            return None
         try:
             return _jpeg_b64(thumbnail(Path(path), thumb_px), thumb_px)
         except Exception as e:  # one bad file never spoils the report
@@ -285,7 +305,7 @@ def build_report(profile: dict, out: Path, thumbs_per_category: int = 24,
             return None
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        previews = list(pool.map(preview, [row[3] for row in media.rows]))
+        previews = list(pool.map(preview, media.rows))
         crops = dict(zip(crops_of, pool.map(face, crops_of.values())))
     for row, b64 in zip(media.rows, previews):
         if b64 is not None:

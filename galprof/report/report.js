@@ -70,7 +70,9 @@
       var fig = el("figure", "thumb" + (m[2] === "video" ? " video" : ""));
       fig.setAttribute("data-name", m[0]);
       fig.title = m[3];
-      if (m[1] >= 0) {
+      if (m[2] === "document") {
+        fig.appendChild(el("div", "missing document", "document: not shown"));
+      } else if (m[1] >= 0) {
         var img = el("img");
         img.src = src(m[1]);
         img.alt = m[0];
@@ -98,6 +100,8 @@
     var g = data.facts;
     var parts = [plural(g.photos || 0, "photo"), plural(g.videos || 0, "video")];
     if (g.failed) parts.push(g.failed + " unreadable");
+    if (g.documents) parts.push(plural(g.documents, "document"));
+    if (g.screenshots) parts.push(plural(g.screenshots, "screenshot"));
     if (g.generated_at) parts.push("profile of " + g.generated_at.slice(0, 10));
     $("facts").textContent = parts.join(" · ");
     $("footer").textContent = "Made by galprof on this device. This page contains small previews of your photos: share it with care.";
@@ -149,6 +153,21 @@
       onActivate(row, function () {
         selectOnly(box, row);
         showMedia($("place-media"), p.label + (when ? " · " + when : ""), p.items, p.total);
+      });
+      box.appendChild(row);
+    });
+  })();
+
+  // --- documents and screenshots: kinds -> file names (never their pictures)
+  (function documents() {
+    var box = $("document-kinds");
+    if (!data.documents.length) { box.appendChild(el("div", "empty", "No documents or screenshots.")); return; }
+    var max = Math.max.apply(null, data.documents.map(function (d) { return d.media; }));
+    data.documents.forEach(function (d) {
+      var row = barRow(d.label, d.media, max, {"data-kind": d.label});
+      onActivate(row, function () {
+        selectOnly(box, row);
+        showMedia($("document-media"), d.label, d.items, d.total);
       });
       box.appendChild(row);
     });

@@ -35,7 +35,10 @@ def render_summary(profile: dict, console: Console | None = None) -> None:
     console = console or Console()
     g = profile.get("gallery") or {}
     console.print(Text(f"{g.get('photos', 0)} photos, {g.get('videos', 0)} videos"
-                       + (f", {g['failed']} unreadable" if g.get("failed") else ""), style="bold"))
+                       + (f", {g['failed']} unreadable" if g.get("failed") else "")
+                       + (f", {g['documents']} documents" if g.get("documents") else "")
+                       + (f", {g['screenshots']} screenshots" if g.get("screenshots") else ""),
+                       style="bold"))
 
     groups = sorted(profile.get("categories") or [], key=lambda c: -int(c.get("media", 0)))
     if groups:

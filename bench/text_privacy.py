@@ -5,7 +5,7 @@ recogniser's latency, and the share of a testmedia scan that reaches the detecto
 
     python bench/text_privacy.py [--seeds 1,2,3] [--all] [--skip-testmedia] [--threads 2]
 
-The testmedia part is a real `galprof.scan.scan` with the stages objects, scenes, faces and
+The testmedia part is a real scan (`galprof.pipeline.run`) with the stages objects, scenes, faces and
 text into a temporary database; the verdicts come from documents.classify over the stored
 media rows and payloads, as the privacy pass would make them. --all also runs the detector
 and the rules on every testmedia photo, without the pre-filter, to show what the rules
@@ -74,8 +74,8 @@ def generated(seeds: list[int], threads: int) -> tuple[list[dict], TextStage]:
 
 
 def testmedia(threads: int, run_all: bool) -> dict:
-    from galprof.scan import ScanOptions, scan
-    from galprof.store.db import open_store
+    from galprof.pipeline import Settings, run
+    from galprof.store import open_store
 
     root = SHARED / "testmedia"
     out = {}
@@ -86,13 +86,14 @@ def testmedia(threads: int, run_all: bool) -> dict:
             text = TextStage(threads=threads, prefilter=use_prefilter)
             store = open_store(Path(tmp) / "text.db")
             started = time.perf_counter()
-            summary = scan(store, [root], ScanOptions(stages=stages + [text]))
+            summary = run(store, [root], Settings(stages=stages + [text]))
             seconds = time.perf_counter() - started
             rows = []
-            for path, m in sorted(store.media_under([root]).items()):
+            for path, m in sorted(store.media.under([root]).items()):
                 if m["status"] == "failed":
                     continue
-                payload = store.results(m["content_hash"]).get("text", {}).get("payload")
+                result = store.results.payload(m["content_hash"], "text")
+                payload = result.to_json() if result is not None else None
                 meta = {k: m[k] for k in ("width", "height", "make", "model", "focal_length")}
                 verdict = documents.classify(payload, meta, m["format"], path)
                 private, reason = documents.text_privacy(verdict.kind, verdict.reason)

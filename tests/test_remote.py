@@ -25,7 +25,7 @@ from galprof.remote.client import offload
 from galprof.pipeline import Settings, run
 from galprof.store import open_store
 
-from conftest import SHARED_MODELS
+from conftest import SHARED_MODELS, throwaway_certificate
 
 # Video sampling of the scan and the offload (they must agree): few frames, fast test.
 FRAME_STEP, MAX_FRAMES = 5, 4
@@ -293,12 +293,7 @@ def test_client_refuses_plain_http_beyond_this_machine():
 
 def test_tls_with_cert_and_key(gallery, tmp_path):
     """`serve --cert/--key` speaks https; the client verifies it against the given CA."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a throwaway certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    cert, key = throwaway_certificate(tmp_path)
     secure = start_server(tmp_path / "tls", tls=(cert, key))
     try:
         store = copy_store(gallery, tmp_path)

@@ -14,7 +14,6 @@ import json
 import os
 import resource
 import secrets
-import shutil
 import signal
 import socket
 import ssl
@@ -39,7 +38,7 @@ from galprof.remote import MAX_ASPECT, MAX_BATCH_IMAGES, MAX_BODY_BYTES, MAX_SID
 from galprof.remote.guard import HEADER_TIMEOUT, PENDING_PER_CLIENT
 from galprof.remote.upload import UploadRejected, read_header
 
-from conftest import SHARED_MODELS
+from conftest import SHARED_MODELS, throwaway_certificate
 
 # Generous guards: a single request of the worst legal kind costs ~40 MB over the
 # server at rest and ~5 s on one core; hostile ones are refused in milliseconds.
@@ -359,12 +358,7 @@ def test_a_token_holders_kept_alive_connection_outlives_a_flood(server, photos):
 
 
 def test_idle_tls_connections_after_the_handshake(tmp_path, photos):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a throwaway certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    cert, key = throwaway_certificate(tmp_path)
     secure = start_server(tmp_path / "tls", tls=(cert, key))
     context = ssl.create_default_context(cafile=str(cert))
     idle = []

@@ -89,6 +89,11 @@ def _open_image(data: bytes, name) -> Image.Image:
 
 def _short(e: BaseException) -> str:
     """A library's message as one short line (some span several, or end in newlines)."""
+    strerror = getattr(e, "strerror", None)
+    if getattr(e, "errno", None) and isinstance(strerror, str) and strerror:
+        # FFmpeg's (and the OS's) errors read "[Errno 1094995529] Invalid data found when
+        # processing input: 'avcodec_receive_frame()'": the message alone says it
+        return (strerror[:1].lower() + strerror[1:])[:200]
     text = " ".join(str(e).split())
     if text.startswith("cannot identify image file"):
         return "unrecognised or corrupt image data"

@@ -106,7 +106,10 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
         digest, decoded = frames_mod.read_media(w.found.path, w.found.kind, side,
                                                 settings.frame_step, settings.max_frames,
                                                 pixels=needs_pixels,
-                                                max_bytes=settings.max_decode_mb << 20)
+                                                max_bytes=settings.max_decode_mb << 20,
+                                                for_stages=True)
+        if decoded.frames:
+            _prepare(cache.todo(digest, w.found.kind), decoded.frames)
         return digest, decoded, time.perf_counter() - started
 
     if on_progress:
@@ -121,6 +124,19 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
         with store.transaction():
             store.results.forget_errors(e.content_hashes, e.stage_name)
         raise
+
+
+def _prepare(stages: list[Stage], frames) -> None:
+    """Let each stage make its model inputs here, in the decode thread, ahead of its run
+    (Stage.prepare: pure pixel work, cached on the frames). A failure is the stage's to
+    report when it runs."""
+    for stage in stages:
+        prepare = getattr(stage, "prepare", None)
+        if prepare is not None:
+            try:
+                prepare(frames)
+            except Exception:
+                pass
 
 
 def _run(store, work, settings, summary, problem, on_progress, read, cache, streaks, loaded,

@@ -390,6 +390,16 @@ def _instrument_models(stage, counters: dict) -> None:
         model.load = timed_load
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory so far (VmHWM), in KB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def scan_child(argv: list[str] | None = None) -> None:
     """The measured scan of `measured_scan`, in its own process: the pipeline as `galprof
     scan` runs it, with every model call and every file read timed. Prints JSON."""
@@ -437,6 +447,28 @@ def scan_child(argv: list[str] | None = None) -> None:
                     enlarged[0] += time.perf_counter() - started
                     enlarged[1] += 1
         Frame.at_least = timed_at_least
+    # Time the inference thread waits for a decode (its futures' results).
+    import concurrent.futures
+    import threading
+    result, waited = concurrent.futures.Future.result, [0.0]
+
+    def timed_result(future, timeout=None):
+        started = time.perf_counter()
+        try:
+            return result(future, timeout)
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                waited[0] += time.perf_counter() - started
+    concurrent.futures.Future.result = timed_result
+    # The peak before the gallery passes is the ingest's own (the passes load other data:
+    # the places pass its GeoNames table).
+    import galprof.pipeline as pipeline_mod
+    run_passes, ingest_peak = pipeline_mod.run_passes, []
+
+    def peak_then_passes(*a, **k):
+        ingest_peak.append(_peak_rss_kb())
+        return run_passes(*a, **k)
+    pipeline_mod.run_passes = peak_then_passes
     settings = Settings(stages=stages, frame_step=args.get("frame_step", 5),
                         max_frames=args.get("max_frames", 40))
     with open_store(Path(args["db"])) as store:
@@ -448,6 +480,8 @@ def scan_child(argv: list[str] | None = None) -> None:
                                    "repeats": v[3], "previews": v[4]}
                                for k, v in decode.items()}
     out["enlarged"] = {"seconds": round(enlarged[0], 4), "count": enlarged[1]}
+    out["waited_for_decode_seconds"] = round(waited[0], 3)
+    out["ingest_peak_rss_mb"] = round(ingest_peak[0] / 1024, 1) if ingest_peak else None
     sys.stdout.write(json.dumps(out))
 
 
@@ -522,10 +556,14 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
             "outside_stages_share": round(max(0.0, wall - stage_total) / wall, 3) if wall else 0.0,
             "stages": stages, "decode": decode,
             "decode_seconds": round(scan["decode_seconds"], 3),
+            "waited_for_decode_seconds": scan.get("waited_for_decode_seconds"),
             "enlarged": scan.get("enlarged", {"seconds": 0.0, "count": 0}),
             "cpu_seconds": scan["cpu_seconds"],
             "cpu_ms_per_media": round(1000 * scan["cpu_seconds"] / media, 1) if media else 0.0,
-            "peak_rss_mb": scan["peak_rss_mb"]}
+            "peak_rss_mb": scan["peak_rss_mb"],
+            "ingest_peak_rss_mb": scan.get("ingest_peak_rss_mb"),
+            "passes_seconds": round(sum(p.get("seconds", 0.0) for p in scan["passes"].values()
+                                        if isinstance(p, dict)), 3)}
 
 
 # -- phone-like video clips --------------------------------------------------------------

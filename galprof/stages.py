@@ -82,6 +82,8 @@ class Stage(Protocol):
         loading anything, which the pipeline calls before any work.)"""
         ...
 
+    # Optional: `unload()` lets go of the models once a run's per-item work is done (the
+    # next `load()` opens them again).
     # Optional: `prepare(frames)`, called in a decode thread before `run`, makes the
     # stage's model inputs from the pixels (resizing, cropping) and keeps them with
     # Frame.cached, so that the inference thread only runs the models. Pure pixel work,

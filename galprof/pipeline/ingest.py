@@ -15,6 +15,7 @@ keeping everything committed so far.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,12 @@ COMMIT_EVERY_ITEMS = 16
 COMMIT_EVERY_SECONDS = 2.0
 # Long side of decoded frames when no stage asks for more (enough for metadata-only runs).
 DEFAULT_LONG_SIDE = 512
+# Items decoded ahead of inference: decode times vary (a HEIC without a preview or a video
+# takes 10-20 photos' time), so a few in hand keep inference from waiting; a photo's frame
+# and inputs at analysis size are ~5 MB.
+DECODE_AHEAD = 8
+# Niceness added to the decode threads (see _below_inference).
+DECODE_NICENESS = 10
 # A stage failing on this many files in a row, from its first file on, is broken.
 FAILURE_STREAK = 5
 
@@ -124,6 +131,13 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
         with store.transaction():
             store.results.forget_errors(e.content_hashes, e.stage_name)
         raise
+    finally:
+        # The models' memory (~85 MB for the default three stages) is not needed by the
+        # gallery passes, which load their own data (the places pass ~100 MB).
+        for stage in stages:
+            unload = getattr(stage, "unload", None)
+            if stage.name in loaded and unload is not None:
+                unload()
 
 
 def _prepare(stages: list[Stage], frames) -> None:
@@ -139,25 +153,44 @@ def _prepare(stages: list[Stage], frames) -> None:
                 pass
 
 
+def _below_inference() -> None:
+    """Decode threads run at a lower priority than this (inference) thread, whose model
+    calls are the scan's critical path: on two cores a decode competing with a model call
+    made it ~1.6x slower; at a lower priority decoding fills the idle time instead. The
+    decoders' own threads (libheif, FFmpeg) inherit it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
+    except (AttributeError, OSError):     # not Linux: every thread shares one priority
+        pass
+
+
 def _run(store, work, settings, summary, problem, on_progress, read, cache, streaks, loaded,
          workers) -> None:
     total = len(work)
-    with _Batch(store) as batch, ThreadPoolExecutor(max_workers=workers) as pool:
+    with _Batch(store) as batch, ThreadPoolExecutor(max_workers=workers,
+                                                    initializer=_below_inference) as pool:
         queue: deque = deque()
-        items = iter(work)
-        # Keep a few decodes in flight so that inference never waits for the disk.
-        for w in items:
-            queue.append((w, pool.submit(read, w)))
-            if len(queue) >= 2 * workers:
-                break
+        waiting = deque(work)
+
+        def refill(video_busy: bool) -> None:
+            # Keep a few decodes in flight so that inference never waits for the disk, but
+            # the frames of one video alive at a time (40 sampled frames at analysis size
+            # are ~100 MB): a video waits to be read until the one before is finished.
+            while waiting and len(queue) < DECODE_AHEAD:
+                if waiting[0].found.kind == "video" and (
+                        video_busy or any(q.found.kind == "video" for q, _ in queue)):
+                    return
+                w = waiting.popleft()
+                queue.append((w, pool.submit(read, w)))
+        refill(False)
         done = 0
         try:
             while queue:
                 w, future = queue.popleft()
-                nxt = next(items, None)
-                if nxt is not None:
-                    queue.append((nxt, pool.submit(read, nxt)))
+                refill(w.found.kind == "video")
                 _finish(store, w, future, settings, summary, problem, cache, streaks, loaded)
+                future = None                # its frames go before the next read starts
+                refill(False)
                 done += 1
                 if on_progress:
                     on_progress(done, total)

@@ -252,12 +252,14 @@ class FaceDetector(Model):
         return [(x, y, min(width, x + side), min(height, y + side))
                 for y in starts(height) for x in starts(width)]
 
-    def detect(self, image: np.ndarray, tile: bool = True, full_pass=None) -> list[FaceBox]:
+    def detect(self, image: np.ndarray, tile: bool = True, full_pass=None,
+               picture=None) -> list[FaceBox]:
         """Faces of an RGB uint8 image, highest score first, in the image's pixels.
 
         With `tile`, an image whose full pass hints at small faces is also searched
         tile by tile (see FaceTunables) and the detections merged by NMS. `full_pass`:
-        full_pass_input(image), when the caller keeps it.
+        full_pass_input(image), when the caller keeps it; `picture`: a function giving
+        the image as a PIL image, when the caller shares one.
         """
         self.load()
         canvas, context = full_pass if full_pass is not None else self.full_pass_input(image)
@@ -268,7 +270,7 @@ class FaceDetector(Model):
         windows = self.tiles(w, h) if hinted else []
         if not windows:
             return found
-        picture = Image.fromarray(image)
+        picture = picture() if picture is not None else Image.fromarray(image)
         for x1, y1, x2, y2 in windows:
             margin = self.tunables.tile_edge_margin * (x2 - x1)
             for face in self._detect_region(picture, (x1, y1, x2, y2)):
@@ -313,9 +315,11 @@ class FaceAnalyzer(Model):
         _check_outputs(self.spec, session, self.spec.output,
                        {"features": self.FEATURES, "age": self.AGES, "gender": 1})
 
-    def align(self, image: np.ndarray, face: FaceBox) -> np.ndarray:
+    def align(self, image: np.ndarray, face: FaceBox, picture: Image.Image | None = None
+              ) -> np.ndarray:
         """The face's square crop (crop_scale x its box), rotated so the eyes are level,
-        as an RGB uint8 array of the network's input size."""
+        as an RGB uint8 array of the network's input size. `picture`: the image as a PIL
+        image, when the caller has made it (one per frame for all its faces)."""
         size = self.input_size
         x1, y1, x2, y2 = face.box
         side = self.tunables.crop_scale * max(x2 - x1, y2 - y1)
@@ -327,20 +331,21 @@ class FaceAnalyzer(Model):
         if factor > 1.5:
             reach = side / 2 * (abs(math.cos(angle)) + abs(math.sin(angle))) + 2
             box = (round(cx - reach), round(cy - reach), round(cx + reach), round(cy + reach))
-            patch = Image.fromarray(image).crop(box)
+            patch = (picture if picture is not None else Image.fromarray(image)).crop(box)
             n = max(1, round((box[2] - box[0]) / factor))
             patch = np.asarray(patch.resize((n, n), Image.BILINEAR))
             r = n / (box[2] - box[0])
             return transforms.rotated_square_crop(patch, (cx - box[0]) * r, (cy - box[1]) * r,
                                                   side * r, angle, size)
-        return transforms.rotated_square_crop(image, cx, cy, side, angle, size)
+        return transforms.rotated_square_crop(picture if picture is not None else image,
+                                              cx, cy, side, angle, size)
 
     def _preprocess(self, crop: np.ndarray):
         size = self.input_size
         if crop.shape[:2] != (size, size):
             crop = transforms.resize(crop, size, size)
         bgr = transforms.rgb_to_bgr(crop)
-        return [transforms.normalise_mean_std(bgr, self.spec.input["mean"])[None]], None
+        return [transforms.normalise_mean_std(bgr, self._mean)[None]], None
 
     def _postprocess(self, outputs: dict[str, np.ndarray], context) -> FaceAttributes:
         out = self.spec.output
@@ -351,12 +356,30 @@ class FaceAnalyzer(Model):
         male = float(outputs[out["gender"]].reshape(-1)[0])
         return FaceAttributes(features, age, male)
 
-    def analyze(self, image: np.ndarray, face: FaceBox) -> FaceAttributes:
-        """Identity features, age and gender of one detected face of `image`."""
-        return self.predict(self.align(image, face))
+    @property
+    def _mean(self) -> np.ndarray:
+        return np.asarray(self.spec.input["mean"], np.float32)
+
+    def analyze(self, image: np.ndarray, face: FaceBox, picture: Image.Image | None = None
+                ) -> FaceAttributes:
+        """Identity features, age and gender of one detected face of `image` (`picture`:
+        the same image as a PIL image, when the caller has one)."""
+        return self.predict(self.align(image, face, picture))
 
 
 # ---------------------------------------------------------------- the stage
+
+
+class _Picture:
+    """An image as a PIL image, made on first use (call it)."""
+
+    def __init__(self, image: np.ndarray):
+        self.image, self._picture = image, None
+
+    def __call__(self) -> Image.Image:
+        if self._picture is None:
+            self._picture = Image.fromarray(self.image)
+        return self._picture
 
 
 @dataclass
@@ -406,6 +429,11 @@ class FacesStage:
         self.detector.load()
         self.analyzer.load()
 
+    def unload(self) -> None:
+        """Let go of the model sessions (their memory) until the next load()."""
+        self.detector.session = None
+        self.analyzer.session = None
+
     def _full_pass(self, frame: Frame):
         return frame.cached(("faces", self.detector.input_size), self.detector.full_pass_input)
 
@@ -436,12 +464,14 @@ class FacesStage:
                 continue
             frame = frame.at_least(self.long_side)
             used.append(frame)
-            for box in self.detector.detect(frame.image, full_pass=self._full_pass(frame)):
+            picture = _Picture(frame.image)  # one PIL copy of the frame for its tiles and crops
+            for box in self.detector.detect(frame.image, full_pass=self._full_pass(frame),
+                                            picture=picture):
                 original = [v / frame.scale for v in box.box]
                 side = min(original[2] - original[0], original[3] - original[1])
                 face = _Face(pos, box, original, side >= t.min_identity_side_original)
                 if face.identity:
-                    face.attrs = self.analyzer.analyze(frame.image, box)
+                    face.attrs = self.analyzer.analyze(frame.image, box, picture())
                 faces.append(face)
         is_video = len(frames) > 1 or any(f.timestamp is not None for f in frames)
         tracks = _track(faces, len(frames), t) if is_video else []

@@ -249,6 +249,10 @@ class ObjectsStage:
     def load(self) -> None:
         self.detector.load()
 
+    def unload(self) -> None:
+        """Let go of the model sessions (their memory) until the next load()."""
+        self.detector.session = None
+
     def _letterboxed(self, frame: Frame) -> tuple[np.ndarray, float]:
         d = self.detector
         return frame.cached(("objects", d.width, d.height), d.letterboxed)

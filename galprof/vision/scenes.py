@@ -155,6 +155,10 @@ class ScenesStage:
     def load(self) -> None:
         self.classifier.load()
 
+    def unload(self) -> None:
+        """Let go of the model sessions (their memory) until the next load()."""
+        self.classifier.session = None
+
     def _cropped(self, frame: Frame) -> np.ndarray:
         c = self.classifier
         return frame.cached(("scenes", c.crop, c.width, c.height), c.cropped)

@@ -15,7 +15,6 @@ keeping everything committed so far.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -36,8 +35,6 @@ DEFAULT_LONG_SIDE = 512
 # takes 10-20 photos' time), so a few in hand keep inference from waiting; a photo's frame
 # and inputs at analysis size are ~5 MB.
 DECODE_AHEAD = 8
-# Niceness added to the decode threads (see _below_inference).
-DECODE_NICENESS = 10
 # A stage failing on this many files in a row, from its first file on, is broken.
 FAILURE_STREAK = 5
 
@@ -153,22 +150,10 @@ def _prepare(stages: list[Stage], frames) -> None:
                 pass
 
 
-def _below_inference() -> None:
-    """Decode threads run at a lower priority than this (inference) thread, whose model
-    calls are the scan's critical path: on two cores a decode competing with a model call
-    made it ~1.6x slower; at a lower priority decoding fills the idle time instead. The
-    decoders' own threads (libheif, FFmpeg) inherit it."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
-    except (AttributeError, OSError):     # not Linux: every thread shares one priority
-        pass
-
-
 def _run(store, work, settings, summary, problem, on_progress, read, cache, streaks, loaded,
          workers) -> None:
     total = len(work)
-    with _Batch(store) as batch, ThreadPoolExecutor(max_workers=workers,
-                                                    initializer=_below_inference) as pool:
+    with _Batch(store) as batch, ThreadPoolExecutor(max_workers=workers) as pool:
         queue: deque = deque()
         waiting = deque(work)
 

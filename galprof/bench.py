@@ -495,6 +495,10 @@ def measured_scan(folder: Path, stages: list[str], threads: int | None = None,
     import sys
     import tempfile
 
+    if env is None:       # the child runs the galprof this process runs
+        here = os.fspath(Path(__file__).resolve().parents[1])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     with tempfile.TemporaryDirectory() as tmp:
         args = {"folder": os.fspath(folder), "db": os.fspath(Path(tmp) / "bench.db"),
                 "stages": stages, "threads": threads, "frame_step": frame_step,
@@ -521,8 +525,10 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
     model calls, peak RSS."""
     wall = scan["seconds"]
     media = scan["photos"] + scan["videos"]
-    frames = scan["frames"]
+    repeats = sum(d.get("repeats", 0) for d in scan["decode_by_format"].values())
+    frames = scan["frames"] - repeats          # per analysed frame: repeats cost nothing
     calls = scan["model_calls"]
+    enlarged = scan.get("enlarged", {"seconds": 0.0, "count": 0})
     stages = {}
     for name, seconds in scan["stage_seconds"].items():
         models = scan["stage_models"].get(name, [])
@@ -532,6 +538,10 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
                "model_seconds": round(model_s, 3),
                "model_ms_per_frame": round(1000 * model_s / frames, 2) if frames else 0.0,
                "stage_over_model": round(seconds / model_s, 2) if model_s else None,
+               # the faces stage decodes a HEIC's full picture when its preview shows faces
+               **({"stage_over_model_without_full_decodes":
+                   round((seconds - enlarged["seconds"]) / model_s, 2)}
+                  if name == "faces" and model_s and enlarged["count"] else {}),
                "models": {m: {"calls": calls.get(m, {}).get("calls", 0),
                               "ms_per_call": round(1000 * calls[m]["seconds"] / calls[m]["calls"], 2)
                               if calls.get(m, {}).get("calls") else None,
@@ -545,9 +555,7 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
                     "ms_per_file": round(1000 * d["seconds"] / d["files"], 1) if d["files"] else 0.0}
               for fmt, d in sorted(scan["decode_by_format"].items())}
     return {"media": media, "photos": scan["photos"], "videos": scan["videos"],
-            "frames": frames,
-            "frames_analysed": frames - sum(d.get("repeats", 0)
-                                            for d in scan["decode_by_format"].values()),
+            "frames": scan["frames"], "frames_analysed": frames,
             "failed": scan["failed"], "seconds": wall,
             "media_per_s": round(media / wall, 2) if wall else 0.0,
             "model_seconds": round(model_total, 3),
@@ -557,7 +565,7 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
             "stages": stages, "decode": decode,
             "decode_seconds": round(scan["decode_seconds"], 3),
             "waited_for_decode_seconds": scan.get("waited_for_decode_seconds"),
-            "enlarged": scan.get("enlarged", {"seconds": 0.0, "count": 0}),
+            "enlarged": enlarged,
             "cpu_seconds": scan["cpu_seconds"],
             "cpu_ms_per_media": round(1000 * scan["cpu_seconds"] / media, 1) if media else 0.0,
             "peak_rss_mb": scan["peak_rss_mb"],
@@ -613,6 +621,9 @@ def generate_clip(path: Path, encoder: str, size: tuple[int, int], seconds: int,
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.bit_rate = bit_rate
         stream.options = codec_options
+        # frame-threaded encoding: sliced threads would split each frame into slices,
+        # which phones' H.264 does not have (and which a decoder parallelises)
+        stream.thread_type = "FRAME"
         segment = []                          # (data, pts, dts, keyframe) of the first pass
 
         def mux(packets) -> None:
@@ -638,3 +649,91 @@ def generate_clip(path: Path, encoder: str, size: tuple[int, int], seconds: int,
                 packet.stream = stream
                 out.mux(packet)
     return path
+
+
+def clip_benchmark(spec, folder: Path, stages: list[str], threads: int | None = None,
+                   clip: Path | None = None) -> dict:
+    """Encode one PHONE_CLIPS clip (or take `clip`, made by generate_clip from that spec)
+    into its own folder and scan it (measured_scan): seconds, real-time factor, frames
+    sampled and analysed, decode time, peak RSS. A clip this PyAV cannot encode gives
+    {"name", "skipped": reason}."""
+    import shutil
+
+    from galprof.errors import SetupError
+
+    name, encoder, size, seconds, bit_rate = spec
+    where = folder / ("scan_" + name.replace(" ", "_").replace(".", ""))
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        if clip is not None:
+            shutil.copyfile(clip, where / "VID_0001.mp4")
+        else:
+            generate_clip(where / "VID_0001.mp4", encoder, size, seconds, bit_rate)
+    except SetupError as e:
+        return {"name": name, "skipped": str(e)}
+    scan = measured_scan(where, stages, threads=threads)
+    video = scan["decode_by_format"].get("video", {"seconds": 0.0, "frames": 0, "repeats": 0})
+    wall = scan["seconds"]
+    return {"name": name, "encoder": encoder, "width": size[0], "height": size[1],
+            "duration_s": seconds, "seconds": wall,
+            "real_time": round(seconds / wall, 1) if wall else 0.0,
+            "decode_seconds": round(video["seconds"], 3),
+            "frames": scan["frames"], "repeats": video.get("repeats", 0),
+            "stage_seconds": scan["stage_seconds"], "peak_rss_mb": scan["peak_rss_mb"]}
+
+
+def render_roll(result: dict):
+    """The roll report as a rich Table."""
+    from rich.table import Table
+
+    built = result["built"]["by_class"]
+    table = Table(title=f"Phone roll: {result['media']} media ("
+                        + ", ".join(f"{n} {cls}" for cls, n in built.items()) + ")",
+                  show_header=False)
+    table.add_column(justify="right")
+    table.add_column()
+    rows = [("stages", ",".join(result["stage_names"]) or "none"),
+            ("media/s", f"{result['media_per_s']:.2f}  ({result['seconds']:.1f} s, "
+                        f"{result['cpu_seconds']:.0f} CPU s)"),
+            ("frames", f"{result['frames']} sampled, {result['frames_analysed']} analysed "
+                       f"(the rest repeat a still shot's frame); per frame below: analysed")]
+    for name, s in result["stages"].items():
+        models = ", ".join(
+            f"{m} {v['calls']} calls x {v['ms_per_call']} ms"
+            + (f" (alone {v['latency_ms']:.1f})" if v.get("latency_ms") else "")
+            for m, v in s["models"].items() if v["calls"])
+        extra = (f", x{s['stage_over_model_without_full_decodes']:.2f} without full decodes"
+                 if "stage_over_model_without_full_decodes" in s else "")
+        rows.append((name, f"{s['ms_per_frame']:.1f} ms/frame, models {s['model_ms_per_frame']:.1f} "
+                           f"(x{s['stage_over_model'] or 0:.2f}{extra}): {models}"))
+    rows.append(("decode", "; ".join(
+        f"{fmt} {d['files']} files {d['ms_per_file']:.0f} ms each"
+        + (f", {d['previews']} from previews" if d["previews"] else "")
+        for fmt, d in result["decode"].items())))
+    if result["enlarged"]["count"]:
+        rows.append(("full pictures on demand", f"{result['enlarged']['count']} in "
+                                                f"{result['enlarged']['seconds']:.2f} s"))
+    rows += [("outside model calls", f"{result['outside_models_share']:.0%} of the wall time "
+                                     f"(outside stages {result['outside_stages_share']:.0%}; "
+                                     f"waiting for decodes {result['waited_for_decode_seconds']:.1f} s, "
+                                     f"gallery passes {result['passes_seconds']:.1f} s)"),
+             ("peak RSS", f"{result['peak_rss_mb']:.0f} MB (ingest {result['ingest_peak_rss_mb']:.0f} MB)")]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def render_clips(results: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="Phone clips, one scan each")
+    for col in ("clip", "scan, s", "x real time", "decode, s", "frames (repeats)", "peak RSS, MB"):
+        table.add_column(col, justify="left" if col == "clip" else "right")
+    for r in results:
+        if "skipped" in r:
+            table.add_row(r["name"], "-", "-", "-", r["skipped"], "-")
+            continue
+        table.add_row(r["name"], f"{r['seconds']:.1f}", f"{r['real_time']:.1f}",
+                      f"{r['decode_seconds']:.1f}", f"{r['frames']} ({r['repeats']})",
+                      f"{r['peak_rss_mb']:.0f}")
+    return table

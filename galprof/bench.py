@@ -168,12 +168,20 @@ _LAUNCHER = ("import os, sys\n"
              "if pid == 0:\n"
              "    os.execv(sys.argv[2], sys.argv[2:])\n"
              "_, status, usage = os.wait4(pid, 0)\n"
-             "open(sys.argv[1], 'w').write(f'{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}')\n")
+             "open(sys.argv[1], 'w').write(f'{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} '\n"
+             "                             f'{usage.ru_utime + usage.ru_stime}')\n")
 
 
 def run_measured(cmd: list[str], env: dict | None = None):
     """Run `cmd` (its first item a path); (CompletedProcess with text output, its own
     peak RSS in KB)."""
+    out, rss_kb, _ = run_measured_usage(cmd, env)
+    return out, rss_kb
+
+
+def run_measured_usage(cmd: list[str], env: dict | None = None, cwd: Path | None = None):
+    """run_measured, and the CPU seconds (user + system) the command used: a figure that
+    other work on the machine disturbs less than the wall time."""
     import subprocess
     import sys
     import tempfile
@@ -181,9 +189,9 @@ def run_measured(cmd: list[str], env: dict | None = None):
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "rss"
         out = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, str(report), *cmd],
-                             capture_output=True, text=True, env=env)
-        rss_kb, code = (int(v) for v in report.read_text().split())
-    return subprocess.CompletedProcess(cmd, code, out.stdout, out.stderr), rss_kb
+                             capture_output=True, text=True, env=env, cwd=cwd)
+        rss_kb, code, cpu = report.read_text().split()
+    return subprocess.CompletedProcess(cmd, int(code), out.stdout, out.stderr), int(rss_kb), float(cpu)
 
 
 def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
@@ -236,4 +244,496 @@ def render_end_to_end(result: dict):
     ]
     for key, value in rows:
         table.add_row(key, value)
+    return table
+
+
+# -- the phone roll -----------------------------------------------------------------------
+# What a phone's camera roll holds (issue 15): shares of the media by format.
+PHONE_MIX = (("jpeg", 0.6), ("heic", 0.3), ("video", 0.1))
+# The folders of galprof's test media that hold phone, face and scene pictures and phone
+# videos (its corrupt files, placeholder pixels and camera photos are not a phone's roll).
+TESTMEDIA_ROLL_FOLDERS = ("exif/phone", "exif/selfie", "faces", "scenes", "videos")
+# Containers a phone records video in; both are ISO BMFF, so a copy can be made unique by
+# a trailing `free` box that every reader skips.
+_ROLL_VIDEO_FORMATS = ("MP4", "MOV")
+# Photos smaller than this (long side) are icons or placeholders, not camera pictures.
+_ROLL_MIN_PHOTO_SIDE = 320
+
+
+def default_roll_sources() -> list[Path]:
+    """The test media's phone folders (GALPROF_TESTMEDIA, or testmedia under GALPROF_SHARED,
+    or ../shared/testmedia beside a source checkout); [] when there are none."""
+    root = os.environ.get("GALPROF_TESTMEDIA")
+    if not root:
+        shared = os.environ.get("GALPROF_SHARED") or Path(__file__).resolve().parents[2] / "shared"
+        root = Path(shared) / "testmedia"
+    root = Path(root)
+    return [root / sub for sub in TESTMEDIA_ROLL_FOLDERS if (root / sub).is_dir()]
+
+
+def roll_candidates(sources: list[Path]) -> dict[str, list[Path]]:
+    """The files under `sources` a phone roll can be built from, by class: "jpeg", "heic",
+    "video" (MP4/MOV). Photos must open and be at least _ROLL_MIN_PHOTO_SIDE px on their
+    long side; videos must have a video stream. Sorted by path."""
+    from galprof.errors import MediaError
+    from galprof.gallery.frames import read_metadata
+    from galprof.gallery.walk import walk
+
+    out: dict[str, list[Path]] = {"jpeg": [], "heic": [], "video": []}
+    for item in walk(sources).items:
+        if item.kind == "photo" and item.format in ("JPEG", "HEIF"):
+            cls = "jpeg" if item.format == "JPEG" else "heic"
+        elif item.kind == "video" and item.format in _ROLL_VIDEO_FORMATS:
+            cls = "video"
+        else:
+            continue
+        try:
+            meta = read_metadata(item.path, item.kind)
+        except (MediaError, OSError):
+            continue
+        if item.kind == "photo" and max(meta.width or 0, meta.height or 0) < _ROLL_MIN_PHOTO_SIDE:
+            continue
+        out[cls].append(item.path)
+    return out
+
+
+def _unique_copy(data: bytes, cls: str, tag: bytes) -> bytes:
+    """The file's bytes with a trailer that changes its content hash but not what it
+    decodes to: after a JPEG's end of image (ignored by decoders), or an ISO BMFF `free`
+    box at the end of a HEIC/MP4/MOV (skipped by every reader)."""
+    import struct
+
+    if cls == "jpeg":
+        return data + b"galprof-roll " + tag
+    return data + struct.pack(">I", 8 + len(tag)) + b"free" + tag
+
+
+def build_roll(sources: list[Path], folder: Path, count: int, seed: int = SEED,
+               mix=PHONE_MIX) -> dict:
+    """Write a phone roll of `count` media into `folder`: the shares of `mix` drawn evenly
+    from the candidates of `sources` (see roll_candidates), every copy made unique so the
+    content-hash cache cannot skip it, in a shuffled order under names that never pair
+    (IMG_00001.HEIC and IMG_00002.MOV are not a Live Photo). A class without candidates
+    gives its share to the others. Returns what it wrote."""
+    import random
+
+    candidates = roll_candidates(sources)
+    present = [(cls, share) for cls, share in mix if candidates.get(cls)]
+    if not present:
+        from galprof.errors import SetupError
+        raise SetupError("no JPEG, HEIC or MP4/MOV media found to build a roll from in "
+                         + ", ".join(os.fspath(s) for s in sources))
+    total = sum(share for _, share in present)
+    counts = {cls: int(count * share / total) for cls, share in present}
+    # hand the rounding remainder to the largest shares first
+    for cls, _ in sorted(present, key=lambda p: -p[1]):
+        if sum(counts.values()) >= count:
+            break
+        counts[cls] += 1
+    rng = random.Random(seed)
+    picks: list[tuple[str, Path]] = []
+    for cls, n in counts.items():
+        pool = list(candidates[cls])
+        rng.shuffle(pool)
+        picks += [(cls, pool[i % len(pool)]) for i in range(n)]
+    rng.shuffle(picks)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {"media": len(picks), "by_class": dict(counts), "bytes": 0,
+               "sources": {cls: len(c) for cls, c in candidates.items()}}
+    for i, (cls, src) in enumerate(picks):
+        data = _unique_copy(src.read_bytes(), cls, f"{seed}-{i}".encode())
+        (folder / f"IMG_{i:05d}{src.suffix}").write_bytes(data)
+        written["bytes"] += len(data)
+    return written
+
+
+# -- a measured scan (a child process) ---------------------------------------------------
+_FORMAT_OF_SUFFIX = {".jpg": "jpeg", ".jpeg": "jpeg", ".heic": "heic", ".heif": "heic",
+                     ".png": "png", ".mp4": "video", ".mov": "video", ".m4v": "video"}
+
+
+class _TimedSession:
+    """A runtime session that adds the time of each call to a counter (for the benchmark)."""
+
+    def __init__(self, session, counter: list):
+        self._session, self._counter = session, counter
+
+    def run(self, feeds):
+        started = time.perf_counter()
+        try:
+            return self._session.run(feeds)
+        finally:
+            self._counter[0] += time.perf_counter() - started
+            self._counter[1] += 1
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+def _models_of(stage) -> list:
+    from galprof.vision.base import Model
+    return [m for m in vars(stage).values() if isinstance(m, Model)]
+
+
+def _instrument_models(stage, counters: dict) -> None:
+    """Time every model call of a stage: each of its models' sessions, once loaded, is
+    wrapped by a _TimedSession counting into counters[model id]."""
+    for model in _models_of(stage):
+        counter = counters.setdefault(model.spec.id, [0.0, 0])
+        load = model.load
+
+        def timed_load(model=model, load=load, counter=counter):
+            load()
+            if not isinstance(model.session, _TimedSession):
+                model.session = _TimedSession(model.session, counter)
+            return model
+        model.load = timed_load
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory so far (VmHWM), in KB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def scan_child(argv: list[str] | None = None) -> None:
+    """The measured scan of `measured_scan`, in its own process: the pipeline as `galprof
+    scan` runs it, with every model call and every file read timed. Prints JSON."""
+    import json
+    import sys
+
+    from galprof.gallery import frames as frames_mod
+    from galprof.pipeline import Settings, run
+    from galprof.stages import build_stages
+    from galprof.store import open_store
+
+    args = json.loads((argv or sys.argv[1:])[0])
+    stages = build_stages(args["stages"], threads=args.get("threads"))
+    counters: dict[str, list] = {}
+    for stage in stages:
+        _instrument_models(stage, counters)
+    decode: dict[str, list] = {}
+    read_media = frames_mod.read_media
+
+    def timed_read(path, kind, *a, **k):
+        started = time.perf_counter()
+        digest, decoded = read_media(path, kind, *a, **k)
+        fmt = "video" if kind == "video" else _FORMAT_OF_SUFFIX.get(Path(path).suffix.lower(),
+                                                                     "other")
+        entry = decode.setdefault(fmt, [0.0, 0, 0, 0, 0])
+        entry[0] += time.perf_counter() - started
+        entry[1] += 1
+        entry[2] += len(decoded.frames)
+        entry[3] += sum(getattr(f, "same_as", None) is not None for f in decoded.frames)
+        entry[4] += sum(bool(getattr(f, "enlarge", None)) for f in decoded.frames)
+        return digest, decoded
+    frames_mod.read_media = timed_read
+    enlarged = [0.0, 0]                      # full pictures decoded on demand from a preview
+    from galprof.stages import Frame
+    at_least = getattr(Frame, "at_least", None)
+    if at_least is not None:
+        def timed_at_least(frame, long_side):
+            fresh = (frame.enlarge is not None and "larger" not in frame._cache
+                     and max(frame.image.shape[:2]) < long_side)
+            started = time.perf_counter()
+            try:
+                return at_least(frame, long_side)
+            finally:
+                if fresh:
+                    enlarged[0] += time.perf_counter() - started
+                    enlarged[1] += 1
+        Frame.at_least = timed_at_least
+    # Time the inference thread waits for a decode (its futures' results).
+    import concurrent.futures
+    import threading
+    result, waited = concurrent.futures.Future.result, [0.0]
+
+    def timed_result(future, timeout=None):
+        started = time.perf_counter()
+        try:
+            return result(future, timeout)
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                waited[0] += time.perf_counter() - started
+    concurrent.futures.Future.result = timed_result
+    # The peak before the gallery passes is the ingest's own (the passes load other data:
+    # the places pass its GeoNames table).
+    import galprof.pipeline as pipeline_mod
+    run_passes, ingest_peak = pipeline_mod.run_passes, []
+
+    def peak_then_passes(*a, **k):
+        ingest_peak.append(_peak_rss_kb())
+        return run_passes(*a, **k)
+    pipeline_mod.run_passes = peak_then_passes
+    settings = Settings(stages=stages, frame_step=args.get("frame_step", 5),
+                        max_frames=args.get("max_frames", 40))
+    with open_store(Path(args["db"])) as store:
+        summary = run(store, [Path(args["folder"])], settings)
+    out = summary.to_dict()
+    out["model_calls"] = {k: {"seconds": round(v[0], 4), "calls": v[1]} for k, v in counters.items()}
+    out["stage_models"] = {s.name: [m.spec.id for m in _models_of(s)] for s in stages}
+    out["decode_by_format"] = {k: {"seconds": round(v[0], 4), "files": v[1], "frames": v[2],
+                                   "repeats": v[3], "previews": v[4]}
+                               for k, v in decode.items()}
+    out["enlarged"] = {"seconds": round(enlarged[0], 4), "count": enlarged[1]}
+    out["waited_for_decode_seconds"] = round(waited[0], 3)
+    out["ingest_peak_rss_mb"] = round(ingest_peak[0] / 1024, 1) if ingest_peak else None
+    sys.stdout.write(json.dumps(out))
+
+
+def measured_scan(folder: Path, stages: list[str], threads: int | None = None,
+                  frame_step: int = 5, max_frames: int = 40, env: dict | None = None) -> dict:
+    """Scan `folder` into a fresh database in a child process (scan_child), so that its
+    peak memory is measured alone; its summary with the model-call and read timings, its
+    peak RSS and CPU seconds. `env`: the child's environment (e.g. a PYTHONPATH holding
+    another galprof to compare with)."""
+    import json
+    import sys
+    import tempfile
+
+    if env is None:       # the child runs the galprof this process runs
+        here = os.fspath(Path(__file__).resolve().parents[1])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    with tempfile.TemporaryDirectory() as tmp:
+        args = {"folder": os.fspath(folder), "db": os.fspath(Path(tmp) / "bench.db"),
+                "stages": stages, "threads": threads, "frame_step": frame_step,
+                "max_frames": max_frames}
+        cmd = [sys.executable, "-c", "import sys; from galprof.bench import scan_child; "
+                                     "scan_child(sys.argv[1:])", json.dumps(args)]
+        # run in the scratch folder: `python -c` puts the working directory first on the
+        # path, which would shadow the galprof that `env` names
+        out, rss_kb, cpu = run_measured_usage(cmd, env, cwd=Path(tmp))
+    if out.returncode not in (0, 3):
+        from galprof.errors import GalprofError
+        raise GalprofError(f"the measured scan failed (exit {out.returncode}): "
+                           + " ".join(out.stderr.split())[-400:])
+    s = json.loads(out.stdout)
+    s["peak_rss_mb"] = round(rss_kb / 1024, 1)
+    s["cpu_seconds"] = round(cpu, 2)
+    return s
+
+
+def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
+    """The figures of a measured scan of a roll: media/s, frames, per stage its time and
+    its model calls' time per frame (and the models' own latency from the table, when
+    given as model id -> ms), decode time by format, the share of the wall time outside
+    model calls, peak RSS."""
+    wall = scan["seconds"]
+    media = scan["photos"] + scan["videos"]
+    repeats = sum(d.get("repeats", 0) for d in scan["decode_by_format"].values())
+    frames = scan["frames"] - repeats          # per analysed frame: repeats cost nothing
+    calls = scan["model_calls"]
+    enlarged = scan.get("enlarged", {"seconds": 0.0, "count": 0})
+    stages = {}
+    for name, seconds in scan["stage_seconds"].items():
+        models = scan["stage_models"].get(name, [])
+        model_s = sum(calls.get(m, {}).get("seconds", 0.0) for m in models)
+        row = {"seconds": round(seconds, 3),
+               "ms_per_frame": round(1000 * seconds / frames, 2) if frames else 0.0,
+               "model_seconds": round(model_s, 3),
+               "model_ms_per_frame": round(1000 * model_s / frames, 2) if frames else 0.0,
+               "stage_over_model": round(seconds / model_s, 2) if model_s else None,
+               # the faces stage decodes a HEIC's full picture when its preview shows faces
+               **({"stage_over_model_without_full_decodes":
+                   round((seconds - enlarged["seconds"]) / model_s, 2)}
+                  if name == "faces" and model_s and enlarged["count"] else {}),
+               "models": {m: {"calls": calls.get(m, {}).get("calls", 0),
+                              "ms_per_call": round(1000 * calls[m]["seconds"] / calls[m]["calls"], 2)
+                              if calls.get(m, {}).get("calls") else None,
+                              **({"latency_ms": latency[m]} if latency and m in latency else {})}
+                          for m in models}}
+        stages[name] = row
+    model_total = sum(c["seconds"] for c in calls.values())
+    stage_total = sum(scan["stage_seconds"].values())
+    decode = {fmt: {"files": d["files"], "frames": d["frames"],
+                    "repeats": d.get("repeats", 0), "previews": d.get("previews", 0),
+                    "ms_per_file": round(1000 * d["seconds"] / d["files"], 1) if d["files"] else 0.0}
+              for fmt, d in sorted(scan["decode_by_format"].items())}
+    return {"media": media, "photos": scan["photos"], "videos": scan["videos"],
+            "frames": scan["frames"], "frames_analysed": frames,
+            "failed": scan["failed"], "seconds": wall,
+            "media_per_s": round(media / wall, 2) if wall else 0.0,
+            "model_seconds": round(model_total, 3),
+            "outside_models_share": round(max(0.0, wall - model_total) / wall, 3) if wall else 0.0,
+            "stage_seconds_total": round(stage_total, 3),
+            "outside_stages_share": round(max(0.0, wall - stage_total) / wall, 3) if wall else 0.0,
+            "stages": stages, "decode": decode,
+            "decode_seconds": round(scan["decode_seconds"], 3),
+            "waited_for_decode_seconds": scan.get("waited_for_decode_seconds"),
+            "enlarged": enlarged,
+            "cpu_seconds": scan["cpu_seconds"],
+            "cpu_ms_per_media": round(1000 * scan["cpu_seconds"] / media, 1) if media else 0.0,
+            "peak_rss_mb": scan["peak_rss_mb"],
+            "ingest_peak_rss_mb": scan.get("ingest_peak_rss_mb"),
+            "passes_seconds": round(sum(p.get("seconds", 0.0) for p in scan["passes"].values()
+                                        if isinstance(p, dict)), 3)}
+
+
+# -- phone-like video clips --------------------------------------------------------------
+# (name, encoder, size, seconds, bit rate): what phones record. Bit rates are Apple's
+# published sizes per minute (1080p30 H.264 "Most Compatible" ~130 MB, 4K30 HEVC ~170 MB).
+PHONE_CLIPS = (
+    ("1080p H.264 30 s", "libx264", (1920, 1080), 30, 17_000_000),
+    ("1080p H.264 60 s", "libx264", (1920, 1080), 60, 17_000_000),
+    ("4K HEVC 30 s", "libx265", (3840, 2160), 30, 23_000_000),
+    ("4K HEVC 60 s", "libx265", (3840, 2160), 60, 23_000_000),
+)
+CLIP_FPS = 30
+# Encoding 4K HEVC runs at ~3 frames/s here, so a clip is a 2 s segment (two 1 s groups of
+# pictures, as phones write them) encoded once and repeated with continuous timestamps:
+# the decoder does the same work per frame as on a clip encoded whole.
+CLIP_SEGMENT_SECONDS = 2
+
+
+def generate_clip(path: Path, encoder: str, size: tuple[int, int], seconds: int,
+                  bit_rate: int, fps: int = CLIP_FPS, still: bool = False,
+                  seed: int = SEED) -> Path:
+    """A phone-like MP4: a slowly panning synthetic scene (or, with `still`, a tripod
+    shot) with sensor noise, 1 s groups of pictures (closed, B-frames as the encoder's
+    preset makes them), at `bit_rate`. Raises SetupError when PyAV has no such encoder."""
+    import av
+    from PIL import Image
+
+    from galprof.errors import SetupError
+
+    try:
+        av.codec.Codec(encoder, "w")
+    except Exception:
+        raise SetupError(f"this PyAV/FFmpeg build has no {encoder} encoder") from None
+    width, height = size
+    rng = np.random.default_rng(seed)
+    pan = 0 if still else 2                       # pixels per frame
+    frames = CLIP_SEGMENT_SECONDS * fps
+    base = synthetic_photo(height // 4 + 32, (width + pan * frames) // 4 + 32, seed=seed)
+    base = np.asarray(Image.fromarray(base).resize((base.shape[1] * 4, base.shape[0] * 4),
+                                                   Image.BICUBIC))
+    noise = [rng.integers(-5, 6, (height, width, 3), dtype=np.int16) for _ in range(3)]
+    params = f"keyint={fps}:min-keyint={fps}:scenecut=0"
+    codec_options = ({"preset": "veryfast", "x265-params": params + ":open-gop=0:log-level=error"}
+                     if "265" in encoder else {"preset": "veryfast", "x264-params": params})
+    with av.open(os.fspath(path), "w") as out:
+        stream = out.add_stream(encoder, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.bit_rate = bit_rate
+        stream.options = codec_options
+        # frame-threaded encoding: sliced threads would split each frame into slices,
+        # which phones' H.264 does not have (and which a decoder parallelises)
+        stream.thread_type = "FRAME"
+        segment = []                          # (data, pts, dts, keyframe) of the first pass
+
+        def mux(packets) -> None:
+            for p in packets:
+                segment.append((bytes(p), p.pts, p.dts, p.is_keyframe))
+                out.mux(p)
+        for i in range(frames):
+            x = 16 + pan * i
+            picture = base[16:16 + height, x:x + width].astype(np.int16) + noise[i % 3]
+            frame = av.VideoFrame.from_ndarray(np.clip(picture, 0, 255).astype(np.uint8),
+                                               format="rgb24")
+            frame.pts = i
+            mux(stream.encode(frame))
+        mux(stream.encode())
+        time_base = stream.codec_context.time_base
+        for loop in range(1, max(1, seconds // CLIP_SEGMENT_SECONDS)):
+            shift = loop * frames
+            for data, pts, dts, key in segment:
+                packet = av.Packet(data)
+                packet.pts, packet.dts = pts + shift, dts + shift
+                packet.time_base = time_base
+                packet.is_keyframe = key
+                packet.stream = stream
+                out.mux(packet)
+    return path
+
+
+def clip_benchmark(spec, folder: Path, stages: list[str], threads: int | None = None,
+                   clip: Path | None = None) -> dict:
+    """Encode one PHONE_CLIPS clip (or take `clip`, made by generate_clip from that spec)
+    into its own folder and scan it (measured_scan): seconds, real-time factor, frames
+    sampled and analysed, decode time, peak RSS. A clip this PyAV cannot encode gives
+    {"name", "skipped": reason}."""
+    import shutil
+
+    from galprof.errors import SetupError
+
+    name, encoder, size, seconds, bit_rate = spec
+    where = folder / ("scan_" + name.replace(" ", "_").replace(".", ""))
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        if clip is not None:
+            shutil.copyfile(clip, where / "VID_0001.mp4")
+        else:
+            generate_clip(where / "VID_0001.mp4", encoder, size, seconds, bit_rate)
+    except SetupError as e:
+        return {"name": name, "skipped": str(e)}
+    scan = measured_scan(where, stages, threads=threads)
+    video = scan["decode_by_format"].get("video", {"seconds": 0.0, "frames": 0, "repeats": 0})
+    wall = scan["seconds"]
+    return {"name": name, "encoder": encoder, "width": size[0], "height": size[1],
+            "duration_s": seconds, "seconds": wall,
+            "real_time": round(seconds / wall, 1) if wall else 0.0,
+            "decode_seconds": round(video["seconds"], 3),
+            "frames": scan["frames"], "repeats": video.get("repeats", 0),
+            "stage_seconds": scan["stage_seconds"], "peak_rss_mb": scan["peak_rss_mb"]}
+
+
+def render_roll(result: dict):
+    """The roll report as a rich Table."""
+    from rich.table import Table
+
+    built = result["built"]["by_class"]
+    table = Table(title=f"Phone roll: {result['media']} media ("
+                        + ", ".join(f"{n} {cls}" for cls, n in built.items()) + ")",
+                  show_header=False)
+    table.add_column(justify="right")
+    table.add_column()
+    rows = [("stages", ",".join(result["stage_names"]) or "none"),
+            ("media/s", f"{result['media_per_s']:.2f}  ({result['seconds']:.1f} s, "
+                        f"{result['cpu_seconds']:.0f} CPU s)"),
+            ("frames", f"{result['frames']} sampled, {result['frames_analysed']} analysed "
+                       f"(the rest repeat a still shot's frame); per frame below: analysed")]
+    for name, s in result["stages"].items():
+        models = ", ".join(
+            f"{m} {v['calls']} calls x {v['ms_per_call']} ms"
+            + (f" (alone {v['latency_ms']:.1f})" if v.get("latency_ms") else "")
+            for m, v in s["models"].items() if v["calls"])
+        extra = (f", x{s['stage_over_model_without_full_decodes']:.2f} without full decodes"
+                 if "stage_over_model_without_full_decodes" in s else "")
+        rows.append((name, f"{s['ms_per_frame']:.1f} ms/frame, models {s['model_ms_per_frame']:.1f} "
+                           f"(x{s['stage_over_model'] or 0:.2f}{extra}): {models}"))
+    rows.append(("decode", "; ".join(
+        f"{fmt} {d['files']} files {d['ms_per_file']:.0f} ms each"
+        + (f", {d['previews']} from previews" if d["previews"] else "")
+        for fmt, d in result["decode"].items())))
+    if result["enlarged"]["count"]:
+        rows.append(("full pictures on demand", f"{result['enlarged']['count']} in "
+                                                f"{result['enlarged']['seconds']:.2f} s"))
+    rows += [("outside model calls", f"{result['outside_models_share']:.0%} of the wall time "
+                                     f"(outside stages {result['outside_stages_share']:.0%}; "
+                                     f"waiting for decodes {result['waited_for_decode_seconds']:.1f} s, "
+                                     f"gallery passes {result['passes_seconds']:.1f} s)"),
+             ("peak RSS", f"{result['peak_rss_mb']:.0f} MB (ingest {result['ingest_peak_rss_mb']:.0f} MB)")]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def render_clips(results: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="Phone clips, one scan each")
+    for col in ("clip", "scan, s", "x real time", "decode, s", "frames (repeats)", "peak RSS, MB"):
+        table.add_column(col, justify="left" if col == "clip" else "right")
+    for r in results:
+        if "skipped" in r:
+            table.add_row(r["name"], "-", "-", "-", r["skipped"], "-")
+            continue
+        table.add_row(r["name"], f"{r['seconds']:.1f}", f"{r['real_time']:.1f}",
+                      f"{r['decode_seconds']:.1f}", f"{r['frames']} ({r['repeats']})",
+                      f"{r['peak_rss_mb']:.0f}")
     return table

@@ -11,20 +11,59 @@ gallery passes (people, privacy, places) run later, from the store (galprof/pipe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 
-@dataclass
+@dataclass(eq=False)
 class Frame:
-    """One decoded picture of a media item, oriented as a person sees it."""
+    """One decoded picture of a media item, oriented as a person sees it.
+
+    Two things let the decoder give less than the largest size any stage may want:
+    - `at_least(long_side)`: a frame decoded from an embedded preview (a HEIC's) gives
+      its full picture at that size on demand, decoded once from the same bytes;
+    - `same_as`: a video frame nearly identical to an earlier sampled one carries that
+      frame's index and image; a stage gives it that frame's result (the sampled frame
+      still counts, so the video rules see every sampled frame).
+    `cached(key, make)` keeps what stages derive from the image (their resized inputs),
+    so each is made once per frame whichever stage, or decode thread, asks first.
+    """
 
     index: int                  # 0 for a photo; the decoded frame number for a video
     timestamp: float | None     # seconds from the start of a video; None for a photo
     image: np.ndarray           # RGB uint8, (H, W, 3), at analysis size
     scale: float                # image pixels per original (oriented) pixel, <= 1
+    same_as: int | None = None  # video: index of the earlier sampled frame this one repeats
+    # () -> (image, scale) of the full picture at the decoder's long side; None: no more
+    enlarge: Callable[[], tuple[np.ndarray, float]] | None = field(default=None, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def reduced(self) -> bool:
+        """True when this frame is a preview and a larger picture can be decoded."""
+        return self.enlarge is not None
+
+    def at_least(self, long_side: int) -> "Frame":
+        """This frame with an image whose long side is at least `long_side` where the
+        picture has that many pixels: itself when it has, else the full picture decoded
+        once from the same bytes (kept for the next stage that asks)."""
+        if self.enlarge is None or max(self.image.shape[:2]) >= long_side:
+            return self
+        larger = self._cache.get("larger")
+        if larger is None:
+            image, scale = self.enlarge()
+            larger = self._cache["larger"] = Frame(self.index, self.timestamp, image, scale)
+        return larger
+
+    def cached(self, key, make: Callable[[np.ndarray], Any]) -> Any:
+        """make(self.image), computed once per key (a resized model input, say)."""
+        try:
+            return self._cache[key]
+        except KeyError:
+            value = self._cache[key] = make(self.image)
+            return value
 
 
 class Stage(Protocol):
@@ -42,6 +81,13 @@ class Stage(Protocol):
         a model is missing. (A stage may also offer `check()`: the same test without
         loading anything, which the pipeline calls before any work.)"""
         ...
+
+    # Optional: `unload()` lets go of the models once a run's per-item work is done (the
+    # next `load()` opens them again).
+    # Optional: `prepare(frames)`, called in a decode thread before `run`, makes the
+    # stage's model inputs from the pixels (resizing, cropping) and keeps them with
+    # Frame.cached, so that the inference thread only runs the models. Pure pixel work,
+    # no model: it must give exactly what `run` would make itself.
 
     def run(self, frames: list[Frame], upstream: dict[str, Any]) -> Any:
         """Analyse one media item. `upstream` maps each required stage to its payload.

@@ -135,6 +135,6 @@ def test_thumbnail_of_heic_and_video(testmedia):
 def test_iphone_mpo_jpeg_is_drafted_too(testmedia):
     # iPhone JPEGs are MPO files (a depth map as a second picture): still DCT-scaled
     path = testmedia / "exif/phone/dc_iPhone13Pro_IMG_8566_o6.JPG"
-    img, stored = frames._load(path.read_bytes(), 512, path)
+    img, stored, _ = frames._load(path.read_bytes(), 512, path)
     assert img.format == "MPO" and stored == (4032, 3024)
     assert img.size == (1008, 756)

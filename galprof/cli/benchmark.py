@@ -1,4 +1,5 @@
-"""`galprof benchmark`: model latency (the paper's Tables 1-2) and end-to-end photos/s."""
+"""`galprof benchmark`: model latency (the paper's Tables 1-2), end-to-end media/s on
+generated 12 MP JPEGs, on a phone roll (--roll) and on phone-like video clips (--clips)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import click
 
 from galprof.cli.common import json_option, library_errors, print_json
 
+ALL_STAGES = "objects,scenes,faces"
+
 
 @click.command()
 @click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
@@ -16,35 +19,50 @@ from galprof.cli.common import json_option, library_errors, print_json
               help="Comma-separated model ids for the latency table (default: every installed model).")
 @click.option("--runs", type=click.IntRange(min=1), default=30, show_default=True,
               help="Timed calls per model and thread count.")
-@click.option("--stages", "stage_names", default="objects,scenes", show_default=True,
-              help="Stages of the end-to-end scan ('none' to time decoding only).")
+@click.option("--stages", "stage_names", default=None,
+              help="Stages of the end-to-end scan ('none' to time decoding only; default: "
+                   "objects,scenes for JPEGs and PATH, all stages for --roll and --clips).")
 @click.option("--photos", type=click.IntRange(min=1), default=40, show_default=True,
               help="Generated 12 MP JPEGs to scan when no PATH is given.")
+@click.option("--roll", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Scan a phone roll of N media built from PATH (default: galprof's test "
+                   "media): 60 % JPEG, 30 % HEIC/HEIF, 10 % MP4/MOV, every copy unique.")
+@click.option("--clips", is_flag=True,
+              help="Scan generated phone clips one by one (1080p H.264 and 4K HEVC, 30 and "
+                   "60 s) and report each against real time.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Inference threads of the end-to-end scan (default: all cores).")
 @click.option("--skip-latency", is_flag=True, help="Only the end-to-end scan.")
 @json_option
 @library_errors
-def benchmark(path, model_ids, runs, stage_names, photos, threads, skip_latency, as_json):
+def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, skip_latency,
+              as_json):
     """Measure the models on this device and a real scan end to end.
 
     Prints, per model, file size and mean ± std latency at 1 thread and at all cores,
-    then photos/s of a scan of PATH (default: generated 12 MP JPEGs) split into model
-    calls, decoding (overlapped with inference) and the rest. Runs the same on a
-    Raspberry Pi or in Termux.
+    then media/s of a scan of PATH (default: generated 12 MP JPEGs) split into model
+    calls, decoding (overlapped with inference) and the rest. With --roll N, the scan is
+    of a phone's mix built from PATH's media and the report gives, per stage, its time
+    and its model calls' time per frame, decode time by format and peak memory. Runs the
+    same on a Raspberry Pi or in Termux.
 
     \b
     Example:
         galprof benchmark
         galprof benchmark ~/DCIM/Camera --stages objects,scenes,faces --json
+        galprof benchmark ~/DCIM --roll 200 --skip-latency
+        galprof benchmark --clips --skip-latency --json
     """
     from rich.console import Console
 
     from galprof import bench
+    from galprof.errors import SetupError
     from galprof.vision import manifest
 
     console = Console(stderr=as_json)
-    stages = [] if stage_names.strip() == "none" else [s.strip() for s in stage_names.split(",") if s.strip()]
+    default = ALL_STAGES if (roll or clips) else "objects,scenes"
+    names = stage_names if stage_names is not None else default
+    stages = [] if names.strip() == "none" else [s.strip() for s in names.split(",") if s.strip()]
     report: dict = {}
     if not skip_latency:
         if model_ids:
@@ -55,18 +73,50 @@ def benchmark(path, model_ids, runs, stage_names, photos, threads, skip_latency,
             report["models"] = bench.model_latency_table(ids, runs=runs)
         if not as_json:
             console.print(bench.render_table(report["models"]))
+    latency = _latency_at(report.get("models"), threads or bench.default_thread_counts()[-1])
     with tempfile.TemporaryDirectory() as tmp:
-        folder = path
-        if folder is None:
-            with console.status(f"writing {photos} 12 MP JPEGs"):
-                folder = Path(tmp) / "photos"
-                bench.generate_photos(folder, photos)
-        with console.status("scanning"):
-            report["end_to_end"] = bench.end_to_end(folder, stages, threads=threads)
+        if roll:
+            sources = [path] if path else bench.default_roll_sources()
+            if not sources:
+                raise SetupError("no media to build a roll from: give a folder of photos and "
+                                 "videos, e.g. galprof benchmark ~/DCIM --roll 200")
+            folder = Path(tmp) / "roll"
+            with console.status(f"building a roll of {roll} media"):
+                built = bench.build_roll(sources, folder, roll)
+            with console.status(f"scanning {roll} media"):
+                scan = bench.measured_scan(folder, stages, threads=threads)
+            report["roll"] = {**bench.roll_report(scan, latency), "stage_names": stages,
+                              "built": built}
+            if not as_json:
+                console.print(bench.render_roll(report["roll"]))
+        if clips:
+            report["clips"] = []
+            for spec in bench.PHONE_CLIPS:
+                with console.status(f"encoding and scanning {spec[0]}"):
+                    report["clips"].append(bench.clip_benchmark(spec, Path(tmp), stages,
+                                                                threads=threads))
+            if not as_json:
+                console.print(bench.render_clips(report["clips"]))
+        if not roll and not clips:
+            folder = path
+            if folder is None:
+                with console.status(f"writing {photos} 12 MP JPEGs"):
+                    folder = Path(tmp) / "photos"
+                    bench.generate_photos(folder, photos)
+            with console.status("scanning"):
+                report["end_to_end"] = bench.end_to_end(folder, stages, threads=threads)
+            if not as_json:
+                console.print(bench.render_end_to_end(report["end_to_end"]))
     if as_json:
         print_json(report)
-    else:
-        console.print(bench.render_end_to_end(report["end_to_end"]))
+
+
+def _latency_at(rows, threads: int) -> dict[str, float] | None:
+    """Model id -> mean latency (ms) at `threads` from the latency table, when timed."""
+    if not rows:
+        return None
+    return {row["model"]: cell["mean_ms"] for row in rows for cell in row["latency"]
+            if cell["threads"] == threads}
 
 
 def _installed(spec) -> bool:

@@ -31,6 +31,10 @@ COMMIT_EVERY_ITEMS = 16
 COMMIT_EVERY_SECONDS = 2.0
 # Long side of decoded frames when no stage asks for more (enough for metadata-only runs).
 DEFAULT_LONG_SIDE = 512
+# Items decoded ahead of inference: decode times vary (a HEIC without a preview or a video
+# takes 10-20 photos' time), so a few in hand keep inference from waiting; a photo's frame
+# and inputs at analysis size are ~5 MB.
+DECODE_AHEAD = 8
 # A stage failing on this many files in a row, from its first file on, is broken.
 FAILURE_STREAK = 5
 
@@ -106,7 +110,10 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
         digest, decoded = frames_mod.read_media(w.found.path, w.found.kind, side,
                                                 settings.frame_step, settings.max_frames,
                                                 pixels=needs_pixels,
-                                                max_bytes=settings.max_decode_mb << 20)
+                                                max_bytes=settings.max_decode_mb << 20,
+                                                for_stages=True)
+        if decoded.frames:
+            _prepare(cache.todo(digest, w.found.kind), decoded.frames)
         return digest, decoded, time.perf_counter() - started
 
     if on_progress:
@@ -121,6 +128,26 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
         with store.transaction():
             store.results.forget_errors(e.content_hashes, e.stage_name)
         raise
+    finally:
+        # The models' memory (~85 MB for the default three stages) is not needed by the
+        # gallery passes, which load their own data (the places pass ~100 MB).
+        for stage in stages:
+            unload = getattr(stage, "unload", None)
+            if stage.name in loaded and unload is not None:
+                unload()
+
+
+def _prepare(stages: list[Stage], frames) -> None:
+    """Let each stage make its model inputs here, in the decode thread, ahead of its run
+    (Stage.prepare: pure pixel work, cached on the frames). A failure is the stage's to
+    report when it runs."""
+    for stage in stages:
+        prepare = getattr(stage, "prepare", None)
+        if prepare is not None:
+            try:
+                prepare(frames)
+            except Exception:
+                pass
 
 
 def _run(store, work, settings, summary, problem, on_progress, read, cache, streaks, loaded,
@@ -128,20 +155,27 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
     total = len(work)
     with _Batch(store) as batch, ThreadPoolExecutor(max_workers=workers) as pool:
         queue: deque = deque()
-        items = iter(work)
-        # Keep a few decodes in flight so that inference never waits for the disk.
-        for w in items:
-            queue.append((w, pool.submit(read, w)))
-            if len(queue) >= 2 * workers:
-                break
+        waiting = deque(work)
+
+        def refill(video_busy: bool) -> None:
+            # Keep a few decodes in flight so that inference never waits for the disk, but
+            # the frames of one video alive at a time (40 sampled frames at analysis size
+            # are ~100 MB): a video waits to be read until the one before is finished.
+            while waiting and len(queue) < DECODE_AHEAD:
+                if waiting[0].found.kind == "video" and (
+                        video_busy or any(q.found.kind == "video" for q, _ in queue)):
+                    return
+                w = waiting.popleft()
+                queue.append((w, pool.submit(read, w)))
+        refill(False)
         done = 0
         try:
             while queue:
                 w, future = queue.popleft()
-                nxt = next(items, None)
-                if nxt is not None:
-                    queue.append((nxt, pool.submit(read, nxt)))
+                refill(w.found.kind == "video")
                 _finish(store, w, future, settings, summary, problem, cache, streaks, loaded)
+                future = None                # its frames go before the next read starts
+                refill(False)
                 done += 1
                 if on_progress:
                     on_progress(done, total)

@@ -145,9 +145,9 @@ class FaceDetector(Model):
     def _preprocess(self, image: np.ndarray):
         return self._letterbox(Image.fromarray(image), None)
 
-    def _letterbox(self, picture: Image.Image, window: tuple[int, int, int, int] | None):
+    def _canvas(self, picture: Image.Image, window: tuple[int, int, int, int] | None):
         """A region of the picture (all of it when window is None), centred on the
-        network's square input; the context maps input pixels back to the picture.
+        network's square uint8 input; the context maps input pixels back to the picture.
         Resizing straight from a region of one PIL image, tiles cost no array copy.
         """
         size = self.input_size
@@ -158,14 +158,21 @@ class FaceDetector(Model):
         small = picture.resize((nw, nh), Image.BILINEAR, box=(x1, y1, x2, y2), reducing_gap=3.0)
         canvas = np.zeros((size, size, 3), np.uint8)
         canvas[oy:oy + nh, ox:ox + nw] = np.asarray(small)
-        tensor = transforms.normalise_minus_one_to_one(canvas)[None]
-        return [tensor], (scale, ox - x1 * scale, oy - y1 * scale)
+        return canvas, (scale, ox - x1 * scale, oy - y1 * scale)
 
-    def _detect_region(self, picture: Image.Image, window, hints: bool = False):
-        """Faces of one region; with `hints`, also whether the pass saw an unsure
-        face-like candidate (see FaceTunables.tile_hint_score)."""
-        feeds, context = self._letterbox(picture, window)
-        outputs = self.session.run(feeds)
+    def _letterbox(self, picture: Image.Image, window: tuple[int, int, int, int] | None):
+        canvas, context = self._canvas(picture, window)
+        return [transforms.normalise_minus_one_to_one(canvas)[None]], context
+
+    def full_pass_input(self, image: np.ndarray):
+        """(uint8 canvas, context) of the pass over the whole image; pure, so a decode
+        thread may make it ahead (Frame.cached)."""
+        return self._canvas(Image.fromarray(image), None)
+
+    def _run_pass(self, canvas: np.ndarray, context, hints: bool = False):
+        """Faces of one letterboxed region; with `hints`, also whether the pass saw an
+        unsure face-like candidate (see FaceTunables.tile_hint_score)."""
+        outputs = self.session.run([transforms.normalise_minus_one_to_one(canvas)[None]])
         self.passes += 1
         faces = self._postprocess(outputs, context)
         if not hints:
@@ -182,6 +189,24 @@ class FaceDetector(Model):
         for face in faces:
             apart &= transforms.iou(np.array(face.box), unsure) <= t.nms_iou
         return faces, bool(apart.any())
+
+    def _detect_region(self, picture: Image.Image, window, hints: bool = False):
+        return self._run_pass(*self._canvas(picture, window), hints=hints)
+
+    def glance(self, image: np.ndarray, full_pass=None) -> bool:
+        """Whether one pass over the whole image sees a face or a face-like candidate
+        (an anchor scoring at least tile_hint_score): a preview without either has no
+        face that the full picture would show at the detector's 192 px, and no hint that
+        would make the full picture's tiles run. `full_pass`: full_pass_input(image)."""
+        self.load()
+        t = self.tunables
+        canvas, context = full_pass if full_pass is not None else self.full_pass_input(image)
+        outputs = self.session.run([transforms.normalise_minus_one_to_one(canvas)[None]])
+        self.passes += 1
+        if t.tile_hint_score <= 0:
+            return True
+        _, scores, _ = self._decode(outputs, context, min(t.tile_hint_score, t.min_score))
+        return bool(len(scores))
 
     def _decode(self, outputs: dict[str, np.ndarray], context, threshold: float):
         """Boxes (N, 4), scores (N,) and keypoints (N, 6, 2) of the anchors scoring at
@@ -227,23 +252,25 @@ class FaceDetector(Model):
         return [(x, y, min(width, x + side), min(height, y + side))
                 for y in starts(height) for x in starts(width)]
 
-    def detect(self, image: np.ndarray, tile: bool = True) -> list[FaceBox]:
+    def detect(self, image: np.ndarray, tile: bool = True, full_pass=None,
+               picture=None) -> list[FaceBox]:
         """Faces of an RGB uint8 image, highest score first, in the image's pixels.
 
         With `tile`, an image whose full pass hints at small faces is also searched
-        tile by tile (see FaceTunables) and the detections merged by NMS.
+        tile by tile (see FaceTunables) and the detections merged by NMS. `full_pass`:
+        full_pass_input(image), when the caller keeps it; `picture`: a function giving
+        the image as a PIL image, when the caller shares one.
         """
         self.load()
-        picture = Image.fromarray(image)
-        if picture.mode != "RGB":
-            picture = picture.convert("RGB")
+        canvas, context = full_pass if full_pass is not None else self.full_pass_input(image)
         if not tile:
-            return self._detect_region(picture, None)
-        found, hinted = self._detect_region(picture, None, hints=True)
-        windows = self.tiles(picture.width, picture.height) if hinted else []
+            return self._run_pass(canvas, context)
+        found, hinted = self._run_pass(canvas, context, hints=True)
+        h, w = image.shape[:2]
+        windows = self.tiles(w, h) if hinted else []
         if not windows:
             return found
-        w, h = picture.size
+        picture = picture() if picture is not None else Image.fromarray(image)
         for x1, y1, x2, y2 in windows:
             margin = self.tunables.tile_edge_margin * (x2 - x1)
             for face in self._detect_region(picture, (x1, y1, x2, y2)):
@@ -288,9 +315,11 @@ class FaceAnalyzer(Model):
         _check_outputs(self.spec, session, self.spec.output,
                        {"features": self.FEATURES, "age": self.AGES, "gender": 1})
 
-    def align(self, image: np.ndarray, face: FaceBox) -> np.ndarray:
+    def align(self, image: np.ndarray, face: FaceBox, picture: Image.Image | None = None
+              ) -> np.ndarray:
         """The face's square crop (crop_scale x its box), rotated so the eyes are level,
-        as an RGB uint8 array of the network's input size."""
+        as an RGB uint8 array of the network's input size. `picture`: the image as a PIL
+        image, when the caller has made it (one per frame for all its faces)."""
         size = self.input_size
         x1, y1, x2, y2 = face.box
         side = self.tunables.crop_scale * max(x2 - x1, y2 - y1)
@@ -302,20 +331,21 @@ class FaceAnalyzer(Model):
         if factor > 1.5:
             reach = side / 2 * (abs(math.cos(angle)) + abs(math.sin(angle))) + 2
             box = (round(cx - reach), round(cy - reach), round(cx + reach), round(cy + reach))
-            patch = Image.fromarray(image).crop(box)
+            patch = (picture if picture is not None else Image.fromarray(image)).crop(box)
             n = max(1, round((box[2] - box[0]) / factor))
             patch = np.asarray(patch.resize((n, n), Image.BILINEAR))
             r = n / (box[2] - box[0])
             return transforms.rotated_square_crop(patch, (cx - box[0]) * r, (cy - box[1]) * r,
                                                   side * r, angle, size)
-        return transforms.rotated_square_crop(image, cx, cy, side, angle, size)
+        return transforms.rotated_square_crop(picture if picture is not None else image,
+                                              cx, cy, side, angle, size)
 
     def _preprocess(self, crop: np.ndarray):
         size = self.input_size
         if crop.shape[:2] != (size, size):
             crop = transforms.resize(crop, size, size)
         bgr = transforms.rgb_to_bgr(crop)
-        return [transforms.normalise_mean_std(bgr, self.spec.input["mean"])[None]], None
+        return [transforms.normalise_mean_std(bgr, self._mean)[None]], None
 
     def _postprocess(self, outputs: dict[str, np.ndarray], context) -> FaceAttributes:
         out = self.spec.output
@@ -326,12 +356,30 @@ class FaceAnalyzer(Model):
         male = float(outputs[out["gender"]].reshape(-1)[0])
         return FaceAttributes(features, age, male)
 
-    def analyze(self, image: np.ndarray, face: FaceBox) -> FaceAttributes:
-        """Identity features, age and gender of one detected face of `image`."""
-        return self.predict(self.align(image, face))
+    @property
+    def _mean(self) -> np.ndarray:
+        return np.asarray(self.spec.input["mean"], np.float32)
+
+    def analyze(self, image: np.ndarray, face: FaceBox, picture: Image.Image | None = None
+                ) -> FaceAttributes:
+        """Identity features, age and gender of one detected face of `image` (`picture`:
+        the same image as a PIL image, when the caller has one)."""
+        return self.predict(self.align(image, face, picture))
 
 
 # ---------------------------------------------------------------- the stage
+
+
+class _Picture:
+    """An image as a PIL image, made on first use (call it)."""
+
+    def __init__(self, image: np.ndarray):
+        self.image, self._picture = image, None
+
+    def __call__(self) -> Image.Image:
+        if self._picture is None:
+            self._picture = Image.fromarray(self.image)
+        return self._picture
 
 
 @dataclass
@@ -381,20 +429,54 @@ class FacesStage:
         self.detector.load()
         self.analyzer.load()
 
+    def unload(self) -> None:
+        """Let go of the model sessions (their memory) until the next load()."""
+        self.detector.session = None
+        self.analyzer.session = None
+
+    def _full_pass(self, frame: Frame):
+        return frame.cached(("faces", self.detector.input_size), self.detector.full_pass_input)
+
+    def prepare(self, frames: list[Frame]) -> None:
+        """The full detector pass's input of every frame analysed (in a decode thread)."""
+        for frame in frames:
+            if frame.same_as is None:
+                self._full_pass(frame)
+
     def run(self, frames: list[Frame], upstream: dict[str, Any]) -> FacesPayload:
         t = self.tunables
         faces: list[_Face] = []
+        used: list[Frame] = []               # the frame analysed at each position
+        position: dict[int, int] = {}        # frame index -> position
         for pos, frame in enumerate(frames):
-            for box in self.detector.detect(frame.image):
+            if frame.same_as in position:    # a repeat of an earlier sampled frame
+                first = position[frame.same_as]
+                faces += [_Face(pos, f.box, f.original_box, f.identity, f.attrs)
+                          for f in faces if f.frame == first]
+                used.append(used[first])
+                position[frame.index] = pos
+                continue
+            position[frame.index] = pos
+            # A preview (HEIC) is enough to see that there is no face; faces, or a hint
+            # of one, are looked at in the full picture, as if it had been decoded first.
+            if frame.reduced and not self.detector.glance(frame.image, self._full_pass(frame)):
+                used.append(frame)
+                continue
+            frame = frame.at_least(self.long_side)
+            used.append(frame)
+            picture = _Picture(frame.image)  # one PIL copy of the frame for its tiles and crops
+            for box in self.detector.detect(frame.image, full_pass=self._full_pass(frame),
+                                            picture=picture):
                 original = [v / frame.scale for v in box.box]
                 side = min(original[2] - original[0], original[3] - original[1])
                 face = _Face(pos, box, original, side >= t.min_identity_side_original)
                 if face.identity:
-                    face.attrs = self.analyzer.analyze(frame.image, box)
+                    face.attrs = self.analyzer.analyze(frame.image, box, picture())
                 faces.append(face)
         is_video = len(frames) > 1 or any(f.timestamp is not None for f in frames)
         tracks = _track(faces, len(frames), t) if is_video else []
-        return _payload(frames, faces, tracks, is_video)
+        return _payload([Frame(f.index, f.timestamp, u.image, u.scale) for f, u in zip(frames, used)],
+                        faces, tracks, is_video)
 
 
 def _track(faces: list[_Face], n_frames: int, t: FaceTunables) -> list[list[_Face]]:

@@ -103,26 +103,52 @@ class ObjectDetector(Model):
                 np.float32)
         return self
 
-    def _preprocess(self, image: np.ndarray) -> tuple[list[np.ndarray], Any]:
-        canvas, ratio = transforms.letterbox(image, self.width, self.height, self.pad_value)
-        if self.bgr:
-            canvas = transforms.rgb_to_bgr(canvas)
-        x = canvas.astype(np.float32)[None]
+    def letterboxed(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """The image resized to fit the network's input (the letterbox's picture, before
+        padding) and the ratio; pure, so a decode thread may make it ahead (Frame.cached)."""
+        h, w = image.shape[:2]
+        ratio = min(self.width / w, self.height / h)
+        nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
+        return transforms.resize(image, nw, nh), ratio
+
+    def _preprocess(self, image: np.ndarray, prepared: tuple[np.ndarray, float] | None = None
+                    ) -> tuple[list[np.ndarray], Any]:
+        """The letterbox (top-left, pad_value around it) as float32 in the model's colour
+        order and layout, written straight into the input array (no uint8 canvas, no
+        second colour-swapped copy)."""
+        small, ratio = prepared if prepared is not None else self.letterboxed(image)
+        nh, nw = small.shape[:2]
+        x = np.full((1, self.height, self.width, 3), self.pad_value, np.float32)
+        x[0, :nh, :nw] = transforms.rgb_to_bgr(small) if self.bgr else small
         if self.channels_first:
-            x = x.transpose(0, 3, 1, 2)
-        return [np.ascontiguousarray(x)], (ratio, image.shape[1], image.shape[0])
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return [x], (ratio, image.shape[1], image.shape[0])
+
+    def detect(self, image: np.ndarray, prepared: tuple[np.ndarray, float] | None = None
+               ) -> list[Detection]:
+        """predict(image), given the letterboxed picture when the caller has it."""
+        self.load()
+        feeds, context = self._preprocess(image, prepared)
+        return self._postprocess(self.session.run(feeds), context)
 
     def _postprocess(self, outputs: dict[str, np.ndarray], context: Any) -> list[Detection]:
         ratio, width, height = context
         rows = outputs[self.session.outputs[0].name][0]
+        # A row's best class score is objectness x its best class probability: rows whose
+        # best cannot reach the lowest threshold go before the per-class work.
+        best = rows[:, 5:].max(axis=1) * rows[:, 4]
+        rows_idx = np.flatnonzero(best >= self._label_thresholds.min())
+        if not rows_idx.size:
+            return []
+        rows = rows[rows_idx]
         cls_scores = rows[:, 5:] * rows[:, 4:5]
         cls = cls_scores.argmax(axis=1)
         score = cls_scores[np.arange(len(cls)), cls]
         keep = score >= self._label_thresholds[cls]
         if not keep.any():
             return []
-        rows, cls, score = rows[keep], cls[keep], score[keep]
-        cells, strides = self._grid[0][keep], self._grid[1][keep]
+        rows, cls, score, rows_idx = rows[keep], cls[keep], score[keep], rows_idx[keep]
+        cells, strides = self._grid[0][rows_idx], self._grid[1][rows_idx]
         if self.decoded:
             centre, size = rows[:, :2], rows[:, 2:4]
         else:
@@ -223,7 +249,29 @@ class ObjectsStage:
     def load(self) -> None:
         self.detector.load()
 
+    def unload(self) -> None:
+        """Let go of the model sessions (their memory) until the next load()."""
+        self.detector.session = None
+
+    def _letterboxed(self, frame: Frame) -> tuple[np.ndarray, float]:
+        d = self.detector
+        return frame.cached(("objects", d.width, d.height), d.letterboxed)
+
+    def prepare(self, frames: list[Frame]) -> None:
+        """The letterboxed picture of every frame analysed (in a decode thread)."""
+        for frame in frames:
+            if frame.same_as is None:
+                self._letterboxed(frame)
+
     def run(self, frames: list[Frame], upstream: dict[str, Any]) -> ObjectsPayload:
-        return ObjectsPayload([(frame.index, [d.scaled(1.0 / frame.scale)
-                                              for d in self.detector.predict(frame.image)])
-                               for frame in frames])
+        found: dict[int, list[Detection]] = {}
+        out = []
+        for frame in frames:
+            if frame.same_as in found:       # a repeat of an earlier sampled frame
+                detections = found[frame.same_as]
+            else:
+                detections = [d.scaled(1.0 / frame.scale) for d in
+                              self.detector.detect(frame.image, self._letterboxed(frame))]
+            found[frame.index] = detections
+            out.append((frame.index, detections))
+        return ObjectsPayload(out)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from galprof.payloads import SceneLabel, ScenesPayload
+from galprof.stages import Frame
 from galprof.taxonomy.labels import canonical_label
 from galprof.vision import manifest, transforms
 from galprof.vision.base import Model
@@ -80,13 +81,18 @@ class SceneClassifier(Model):
                 self.session = session
         return self
 
-    def _preprocess(self, image: np.ndarray) -> tuple[list[np.ndarray], Any]:
+    def cropped(self, image: np.ndarray) -> np.ndarray:
+        """The model-size uint8 RGB picture of an image (see CROP_MODES); pure, so a
+        decode thread may make it ahead (Frame.cached)."""
         if self.crop == "center":
             side = min(self.width, self.height)
-            x = transforms.center_crop(transforms.resize_shorter(image, side),
-                                       self.width, self.height)
-        else:
-            x = transforms.resize(image, self.width, self.height)
+            return transforms.center_crop(transforms.resize_shorter(image, side),
+                                          self.width, self.height)
+        return transforms.resize(image, self.width, self.height)
+
+    def _preprocess(self, image: np.ndarray, prepared: np.ndarray | None = None
+                    ) -> tuple[list[np.ndarray], Any]:
+        x = prepared if prepared is not None else self.cropped(image)
         info = self.session.inputs[0]
         if self.normalise == "minus-one-to-one":
             x = transforms.normalise_minus_one_to_one(x)
@@ -106,9 +112,11 @@ class SceneClassifier(Model):
             features = probs
         return SceneOutput(probs.astype(np.float32), features.astype(np.float32))
 
-    def analyse(self, image: np.ndarray) -> SceneOutput:
-        """image: RGB uint8 (H, W, 3)."""
-        return super().predict(image)
+    def analyse(self, image: np.ndarray, prepared: np.ndarray | None = None) -> SceneOutput:
+        """image: RGB uint8 (H, W, 3); `prepared`: its cropped(image), when the caller has it."""
+        self.load()
+        feeds, context = self._preprocess(image, prepared)
+        return self._postprocess(self.session.run(feeds), context)
 
     def predict(self, image: np.ndarray, k: int = FRAME_TOP_K) -> list[SceneLabel]:
         """The k most probable classes of an RGB uint8 image."""
@@ -147,8 +155,30 @@ class ScenesStage:
     def load(self) -> None:
         self.classifier.load()
 
-    def run(self, frames, upstream: dict[str, Any]) -> ScenesPayload:
-        outputs = [(f.index, self.classifier.analyse(f.image)) for f in frames]
+    def unload(self) -> None:
+        """Let go of the model sessions (their memory) until the next load()."""
+        self.classifier.session = None
+
+    def _cropped(self, frame: Frame) -> np.ndarray:
+        c = self.classifier
+        return frame.cached(("scenes", c.crop, c.width, c.height), c.cropped)
+
+    def prepare(self, frames: list[Frame]) -> None:
+        """The model-size picture of every frame analysed (in a decode thread)."""
+        for frame in frames:
+            if frame.same_as is None:
+                self._cropped(frame)
+
+    def run(self, frames: list[Frame], upstream: dict[str, Any]) -> ScenesPayload:
+        by_index: dict[int, SceneOutput] = {}
+        outputs = []
+        for f in frames:
+            if f.same_as in by_index:        # a repeat of an earlier sampled frame
+                output = by_index[f.same_as]
+            else:
+                output = self.classifier.analyse(f.image, self._cropped(f))
+            by_index[f.index] = output
+            outputs.append((f.index, output))
         if not outputs:
             return ScenesPayload([], [])
         mean_probs = np.mean([o.probabilities for _, o in outputs], axis=0)

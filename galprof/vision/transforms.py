@@ -53,14 +53,14 @@ def letterbox(image: np.ndarray, width: int, height: int,
     return canvas, ratio
 
 
-def rotated_square_crop(image: np.ndarray, cx: float, cy: float, side: float,
+def rotated_square_crop(image: np.ndarray | Image.Image, cx: float, cy: float, side: float,
                         angle_rad: float, out_size: int) -> np.ndarray:
     """A square of `side` pixels centred on (cx, cy), its axes rotated by `angle_rad`,
     resampled to out_size x out_size.
 
     The crop's x axis points along (cos a, sin a) in the image (y down), so passing
     the roll angle atan2(right_eye - left_eye) gives a crop with level eyes. Parts
-    outside the image are black.
+    outside the image are black. `image` may be given as a PIL image already.
     """
     s = side / out_size
     cos, sin = math.cos(angle_rad) * s, math.sin(angle_rad) * s
@@ -68,8 +68,9 @@ def rotated_square_crop(image: np.ndarray, cx: float, cy: float, side: float,
     # PIL's affine maps each output point (u, v) to the input point (a u + b v + c, d u + e v + f).
     coeffs = (cos, -sin, cx - cos * half + sin * half,
               sin, cos, cy - sin * half - cos * half)
-    out = Image.fromarray(image).transform((out_size, out_size), Image.AFFINE, coeffs,
-                                           resample=Image.BILINEAR, fillcolor=0)
+    source = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    out = source.transform((out_size, out_size), Image.AFFINE, coeffs,
+                           resample=Image.BILINEAR, fillcolor=0)
     return np.asarray(out)
 
 
@@ -85,13 +86,22 @@ bgr_to_rgb = rgb_to_bgr
 
 
 def normalise_minus_one_to_one(image: np.ndarray) -> np.ndarray:
-    """uint8 0..255 to float32 -1..1."""
-    return image.astype(np.float32) / 127.5 - 1.0
+    """uint8 0..255 to float32 -1..1 (in place on one float copy: the same values as
+    image.astype(float32) / 127.5 - 1)."""
+    out = image.astype(np.float32)
+    out /= 127.5
+    out -= 1.0
+    return out
 
 
 def normalise_mean_std(image: np.ndarray, mean, std=1.0) -> np.ndarray:
-    """(image - mean) / std per channel, as float32."""
-    return (image.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    """(image - mean) / std per channel, as float32 (in place on one float copy)."""
+    out = image.astype(np.float32)
+    out -= np.asarray(mean, np.float32)
+    std = np.asarray(std, np.float32)
+    if np.any(std != 1.0):
+        out /= std
+    return out
 
 
 def quantise(values: np.ndarray, scale: float, zero_point: int,

@@ -216,3 +216,32 @@ def test_report_lists_documents_without_their_pictures(store, scanned, tmp_path)
     assert len(documents) == len(DOCUMENTS) and all(m[1] == -1 for m in documents)
     assert {d["label"] for d in data["documents"]} >= {"ID documents", "bank cards",
                                                        "receipts", "screenshots"}
+
+
+def test_a_document_in_a_heic_is_read_from_the_full_picture(tmp_path):
+    """An iPhone stores its photos as HEIC with a 320 x 240 preview, which the stages
+    analyse first (#15). A letter read from the preview alone looks like incidental
+    text; the text stage asks for the full picture, so every photographed document
+    stays private, for the same reason as its JPEG."""
+    import io
+
+    import pillow_heif
+    from PIL import Image
+    pillow_heif.register_heif_opener()
+    root = tmp_path / "DCIM" / "Camera"
+    root.mkdir(parents=True)
+    camera = [s for s in SAMPLES if s.name.endswith(".jpg")]
+    for s in camera:
+        with Image.open(io.BytesIO(s.data)) as im:
+            im.save(root / (Path(s.name).stem + ".HEIC"), format="HEIF", quality=80,
+                    thumbnails=[320], exif=im.info.get("exif"))
+    with open_store(tmp_path / "galprof.db") as store:
+        stages = build_stages(["objects", "scenes", "faces", "text"])
+        summary = run(store, [tmp_path / "DCIM"], Settings(stages=stages))
+        assert summary.failed == 0, summary.failures
+        assert stages[-1].stats.detected >= len([s for s in camera if s.private])
+        for s in camera:
+            row = store.media.by_path(str(root / (Path(s.name).stem + ".HEIC")))
+            assert row["private"] == int(s.private), (s.name, row["private_reason"])
+            if s.private:
+                assert s.reason in row["private_reason"]

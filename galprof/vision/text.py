@@ -532,6 +532,9 @@ class TextStage:
             go, why = (False, "video") if is_video else (True, "no pre-filter")
         if not go:
             return TextPayload(skipped=why, width=width, height=height, screen=cues)
+        # a HEIC analysed from its preview: a document's lines need the full picture
+        frame = frame.at_least(self.long_side)
+        h, w = frame.image.shape[:2]
         started = time.perf_counter()
         boxes = self.detector.predict(frame.image)
         self.stats.detected += 1

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from galprof import taxonomy                                   # noqa: E402
 from galprof.gallery.frames import decode_photo               # noqa: E402
 from galprof.gallery.walk import walk                         # noqa: E402
-from galprof.profile import item_categories                   # noqa: E402
+from galprof.interests import contributions                    # noqa: E402
 from galprof.stages import Frame, build_stages                # noqa: E402
 
 
@@ -50,11 +50,12 @@ def analyse(stages, frames) -> dict:
     return {s.name: s.run(frames, {}) for s in stages}
 
 
-def describe(results, tax) -> dict:
+def describe(results, tax, size) -> dict:
     objects = sorted((o.label, round(o.score, 2))
                      for o in results["objects"].summary(tax.coco_threshold))
     faces = [f for fr in results["faces"].frames for f in fr.faces]
-    return {"groups": sorted({g for _, g, _ in item_categories(results, tax)}),
+    _, found = contributions(results, tax, {"width": size[0], "height": size[1]})
+    return {"groups": sorted({g for _, g, _ in found}),
             "objects": objects, "scene": results["scenes"].scenes[0].label,
             "faces": len(faces), "faces_with_identity": sum(f.identity for f in faces),
             "face_boxes": [[round(v) for v in f.box] for f in faces]}
@@ -65,7 +66,8 @@ def heic_table(media: Path, runs: int, stages, tax, long_side: int) -> list[dict
     heics = [f for f in walk([media]).items if f.format == "HEIF" and "corrupt" not in f.path.parts]
     for found in heics:
         data = found.path.read_bytes()
-        fast = decode_photo(data, long_side, preview=True).frames[0]
+        decoded = decode_photo(data, long_side, preview=True)
+        fast = decoded.frames[0]
         full = decode_photo(data, long_side).frames[0]
         row = {"file": str(found.path.relative_to(media)), "preview": fast.reduced,
                "preview_size": list(fast.image.shape[1::-1]) if fast.reduced else None,
@@ -79,7 +81,9 @@ def heic_table(media: Path, runs: int, stages, tax, long_side: int) -> list[dict
         t = time.perf_counter()
         full_results = analyse(stages, [full])
         row["full_stages_ms"] = round(1000 * (time.perf_counter() - t), 1)
-        row["fast"], row["full"] = describe(fast_results, tax), describe(full_results, tax)
+        size = (decoded.meta.width, decoded.meta.height)
+        row["fast"], row["full"] = (describe(fast_results, tax, size),
+                                    describe(full_results, tax, size))
         row["same_groups"] = row["fast"]["groups"] == row["full"]["groups"]
         row["same_faces"] = (row["fast"]["faces"], row["fast"]["face_boxes"]) == \
             (row["full"]["faces"], row["full"]["face_boxes"])

@@ -48,7 +48,14 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def model_input(spec: manifest.ModelSpec, info: TensorInfo, image: np.ndarray) -> np.ndarray:
     """The image prepared to the tensor's shape and dtype, normalised as the manifest says."""
-    shape = tuple(int(d) if d > 0 else 1 for d in info.shape)
+    # dynamic dimensions (-1) take the manifest's bench_shape (a text detector's input is
+    # as large as the photo), else 1 (a batch)
+    typical = spec.input.get("bench_shape")
+    if typical and len(typical) == len(info.shape):
+        declared = spec.input.get("shape", info.shape)
+        shape = tuple(int(t) if d is None or d < 0 else int(d) for d, t in zip(declared, typical))
+    else:
+        shape = tuple(int(d) if d > 0 else 1 for d in info.shape)
     channels_first = len(shape) == 4 and shape[1] == 3 and shape[-1] != 3
     height, width = (shape[2], shape[3]) if channels_first else (shape[1], shape[2])
     pixels = _resize(image, height, width)
@@ -481,6 +488,12 @@ def scan_child(argv: list[str] | None = None) -> None:
                                for k, v in decode.items()}
     out["enlarged"] = {"seconds": round(enlarged[0], 4), "count": enlarged[1]}
     out["waited_for_decode_seconds"] = round(waited[0], 3)
+    text = next((s.stats for s in stages if s.name == "text"), None)
+    if text is not None:                     # the pre-filter decides who pays for the detector
+        out["text"] = {"items": text.items, "detected": text.detected,
+                       "lines_read": text.lines_read,
+                       "detector_seconds": round(text.detector_seconds, 3),
+                       "recognizer_seconds": round(text.recognizer_seconds, 3)}
     out["ingest_peak_rss_mb"] = round(ingest_peak[0] / 1024, 1) if ingest_peak else None
     sys.stdout.write(json.dumps(out))
 
@@ -566,6 +579,7 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
             "decode_seconds": round(scan["decode_seconds"], 3),
             "waited_for_decode_seconds": scan.get("waited_for_decode_seconds"),
             "enlarged": enlarged,
+            **({"text": _text_report(scan["text"])} if "text" in scan else {}),
             "cpu_seconds": scan["cpu_seconds"],
             "cpu_ms_per_media": round(1000 * scan["cpu_seconds"] / media, 1) if media else 0.0,
             "peak_rss_mb": scan["peak_rss_mb"],
@@ -682,6 +696,17 @@ def clip_benchmark(spec, folder: Path, stages: list[str], threads: int | None = 
             "stage_seconds": scan["stage_seconds"], "peak_rss_mb": scan["peak_rss_mb"]}
 
 
+def _text_report(text: dict) -> dict:
+    """The text stage's own figures: how many items the pre-filter let reach the detector,
+    and what the detector and the recogniser cost there."""
+    items, detected, lines = text["items"], text["detected"], text["lines_read"]
+    return {**text, "detected_share": round(detected / items, 3) if items else 0.0,
+            "detector_ms_per_item": round(1000 * text["detector_seconds"] / detected, 1)
+            if detected else None,
+            "recognizer_ms_per_line": round(1000 * text["recognizer_seconds"] / lines, 1)
+            if lines else None}
+
+
 def render_roll(result: dict):
     """The roll report as a rich Table."""
     from rich.table import Table
@@ -710,6 +735,12 @@ def render_roll(result: dict):
         f"{fmt} {d['files']} files {d['ms_per_file']:.0f} ms each"
         + (f", {d['previews']} from previews" if d["previews"] else "")
         for fmt, d in result["decode"].items())))
+    if "text" in result:
+        t = result["text"]
+        rows.append(("text pre-filter", f"{t['detected']} of {t['items']} media reach the detector "
+                                        f"({t['detected_share']:.0%}), "
+                                        f"{t['detector_ms_per_item'] or 0:.0f} ms each; "
+                                        f"{t['lines_read']} lines read"))
     if result["enlarged"]["count"]:
         rows.append(("full pictures on demand", f"{result['enlarged']['count']} in "
                                                 f"{result['enlarged']['seconds']:.2f} s"))

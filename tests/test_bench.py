@@ -49,3 +49,17 @@ def test_synthetic_photo_is_deterministic():
     a, b = bench.synthetic_photo(), bench.synthetic_photo()
     assert a.dtype == np.uint8 and a.shape == (480, 640, 3)
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("model_id", ["ppocr_v4_det", "ppocr_v4_rec"])
+def test_dynamic_inputs_are_timed_at_the_manifests_bench_shape(model_id):
+    """The text models take any size; timed at 1 x 1 their latency would mean nothing."""
+    spec = manifest.get(model_id)
+    from galprof.vision.runtime import open_session
+    session = open_session(manifest.locate(spec), 1)
+    feed = bench.model_input(spec, session.inputs[0], bench.synthetic_photo())
+    assert list(feed.shape) == spec.input["bench_shape"]
+    assert feed.dtype == np.float32 and np.ptp(feed) > 0
+    outputs = session.run([feed])
+    out = next(iter(outputs.values())) if isinstance(outputs, dict) else outputs[0]
+    assert np.asarray(out).shape[0] == 1         # the graph ran on that shape

@@ -10,8 +10,6 @@ import click
 
 from galprof.cli.common import json_option, library_errors, print_json
 
-ALL_STAGES = "objects,scenes,faces"
-
 
 @click.command()
 @click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
@@ -21,7 +19,8 @@ ALL_STAGES = "objects,scenes,faces"
               help="Timed calls per model and thread count.")
 @click.option("--stages", "stage_names", default=None,
               help="Stages of the end-to-end scan ('none' to time decoding only; default: "
-                   "objects,scenes for JPEGs and PATH, all stages for --roll and --clips).")
+                   "objects,scenes for JPEGs and PATH; for --roll and --clips, the stages "
+                   "galprof scan runs).")
 @click.option("--photos", type=click.IntRange(min=1), default=40, show_default=True,
               help="Generated 12 MP JPEGs to scan when no PATH is given.")
 @click.option("--roll", type=click.IntRange(min=1), default=None, metavar="N",
@@ -60,7 +59,9 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
     from galprof.vision import manifest
 
     console = Console(stderr=as_json)
-    default = ALL_STAGES if (roll or clips) else "objects,scenes"
+    from galprof.stages import default_stages
+
+    default = ",".join(default_stages()) if (roll or clips) else "objects,scenes"
     names = stage_names if stage_names is not None else default
     stages = [] if names.strip() == "none" else [s.strip() for s in names.split(",") if s.strip()]
     report: dict = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -104,19 +104,6 @@ class ResultsTable:
     def forget_errors(self, content_hashes: list[str], stage: str) -> None:
         self.conn.executemany("DELETE FROM results WHERE content_hash = ? AND stage = ? AND "
                               "error IS NOT NULL", [(h, stage) for h in content_hashes])
-
-    def for_present(self, stage: str, arrays: bool = False) -> Iterator[tuple[int, dict, Any]]:
-        """(media id, media row fields, payload) for every present media item with a good
-        result of `stage`, streamed (payloads are not all held in memory)."""
-        cols = "m.id, m.path, m.kind, m.width, m.height, m.content_hash, r.payload" + (
-            ", r.arrays" if arrays else "")
-        for row in self.conn.execute(
-                f"SELECT {cols} FROM media m JOIN results r ON r.content_hash = m.content_hash "
-                "AND r.stage = ? WHERE m.status != 'failed' AND r.error IS NULL ORDER BY m.id",
-                (stage,)):
-            data = json.loads(row["payload"])
-            yield row["id"], row, payloads.decode(
-                stage, data, unpack_arrays(row["arrays"]) if arrays else None)
 
     def feature_blobs(self, stage: str, key: str) -> list[np.ndarray]:
         """One array `key` of `stage` per present media item that has one (photo features)."""

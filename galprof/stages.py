@@ -57,6 +57,10 @@ class Frame:
             larger = self._cache["larger"] = Frame(self.index, self.timestamp, image, scale)
         return larger
 
+    def largest_decoded(self) -> "Frame":
+        """The full picture when a stage has had it decoded already, else this frame."""
+        return self._cache.get("larger", self)
+
     def cached(self, key, make: Callable[[np.ndarray], Any]) -> Any:
         """make(self.image), computed once per key (a resized model input, say)."""
         try:

@@ -225,3 +225,28 @@ def test_stage_version_follows_model_and_detector_settings(detector):
     assert strict.version != plain.version
     # the taxonomy's per-class thresholds are applied when the profile is built, not here
     assert ObjectsStage().version == plain.version
+
+
+def test_a_heic_preview_that_shows_objects_is_detected_on_the_full_picture(testmedia,
+                                                                          shared_models):
+    """An iPhone's 320 px preview is smaller than the detector's 416 px input: when it
+    shows anything, the objects (and then the scenes) come from the full picture, so
+    they are the full decode's; a preview that shows nothing stays the only decode."""
+    from galprof.gallery.frames import decode_photo
+    from galprof.vision.scenes import ScenesStage
+
+    objects = ObjectsStage(threads=2, models_dir=shared_models)
+    scenes = ScenesStage(threads=2, models_dir=shared_models)
+    shows = (testmedia / "exif/phone/mei_Apple_iPhone_8.heic").read_bytes()
+    fast = decode_photo(shows, 1280, preview=True).frames[0]
+    full = decode_photo(shows, 1280).frames[0]
+    assert fast.reduced and max(fast.image.shape[:2]) < 416
+    on_fast, on_full = objects.run([fast], {}), objects.run([full], {})
+    assert fast.largest_decoded() is not fast                # the full picture was decoded
+    assert on_fast.frames == on_full.frames
+    assert scenes.run([fast], {}).scenes == scenes.run([full], {}).scenes
+
+    empty = (testmedia / "exif/phone/dc_iPhone13Pro_IMG_8565_tele.HEIC").read_bytes()
+    fast = decode_photo(empty, 1280, preview=True).frames[0]
+    assert fast.reduced and objects.run([fast], {}).frames == [(0, [])]
+    assert fast.largest_decoded() is fast                    # nothing to look closer at

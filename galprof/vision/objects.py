@@ -263,6 +263,17 @@ class ObjectsStage:
             if frame.same_as is None:
                 self._letterboxed(frame)
 
+    def _detect(self, frame: Frame) -> list[Detection]:
+        detector = self.detector
+        found = detector.detect(frame.image, self._letterboxed(frame))
+        if found and frame.reduced and max(frame.image.shape[:2]) < max(detector.width,
+                                                                         detector.height):
+            # A preview smaller than the detector's input (an iPhone's 320 px) shows
+            # something: its scores and boxes, and small objects, come from the full picture.
+            frame = frame.at_least(self.long_side)
+            found = detector.detect(frame.image, self._letterboxed(frame))
+        return [d.scaled(1.0 / frame.scale) for d in found]
+
     def run(self, frames: list[Frame], upstream: dict[str, Any]) -> ObjectsPayload:
         found: dict[int, list[Detection]] = {}
         out = []
@@ -270,8 +281,7 @@ class ObjectsStage:
             if frame.same_as in found:       # a repeat of an earlier sampled frame
                 detections = found[frame.same_as]
             else:
-                detections = [d.scaled(1.0 / frame.scale) for d in
-                              self.detector.detect(frame.image, self._letterboxed(frame))]
+                detections = self._detect(frame)
             found[frame.index] = detections
             out.append((frame.index, detections))
         return ObjectsPayload(out)

@@ -176,6 +176,8 @@ class ScenesStage:
             if f.same_as in by_index:        # a repeat of an earlier sampled frame
                 output = by_index[f.same_as]
             else:
+                # a HEIC preview whose full picture the objects stage had decoded: use it
+                f = f.largest_decoded()
                 output = self.classifier.analyse(f.image, self._cropped(f))
             by_index[f.index] = output
             outputs.append((f.index, output))

@@ -50,7 +50,8 @@ class Model:
             if self.session is None:
                 path = manifest.locate(self.spec, self.models_dir)
                 self.labels = manifest.labels(self.spec, self.models_dir)
-                session = open_session(path, self.threads)
+                session = open_session(path, self.threads,
+                                       dynamic_shapes=manifest.dynamic_input(self.spec))
                 self._check_contract(session)
                 self.session = session
         return self

@@ -176,6 +176,11 @@ def for_runtime(spec: ModelSpec, runtime: str) -> ModelSpec:
     raise UnknownModel(f"model {spec.id} has no {runtime} twin")
 
 
+def dynamic_input(spec: ModelSpec) -> bool:
+    """Whether the model takes inputs of any size (a -1 in its declared input shape)."""
+    return any(int(d) < 0 for d in spec.input.get("shape", ()))
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -331,7 +331,8 @@ class TextRecognizer(Model):
                 text = onnx_metadata(path).get(key)
                 if not text:
                     raise ModelMismatch(f"{self.spec.file}: no {key!r} in the ONNX metadata")
-                session = open_session(path, self.threads)
+                session = open_session(path, self.threads,
+                                       dynamic_shapes=manifest.dynamic_input(self.spec))
                 _check_shapes(self.spec, session)
                 # CTC blank first, the characters, then the space (PaddleOCR's use_space_char).
                 characters = [""] + text.splitlines() + [" "]

@@ -439,21 +439,29 @@ def scan_child(argv: list[str] | None = None) -> None:
         entry[4] += sum(bool(getattr(f, "enlarge", None)) for f in decoded.frames)
         return digest, decoded
     frames_mod.read_media = timed_read
-    enlarged = [0.0, 0]                      # full pictures decoded on demand from a preview
+    # Full pictures decoded on demand from a preview, by the stage that asked for them.
+    enlarged: dict[str, list] = {}
+    running = [""]
+    for stage in stages:
+        def run_as(frames, upstream, stage=stage, run=stage.run):
+            running[0] = stage.name
+            return run(frames, upstream)
+        stage.run = run_as
     from galprof.stages import Frame
-    at_least = getattr(Frame, "at_least", None)
-    if at_least is not None:
-        def timed_at_least(frame, long_side):
-            fresh = (frame.enlarge is not None and "larger" not in frame._cache
-                     and max(frame.image.shape[:2]) < long_side)
-            started = time.perf_counter()
-            try:
-                return at_least(frame, long_side)
-            finally:
-                if fresh:
-                    enlarged[0] += time.perf_counter() - started
-                    enlarged[1] += 1
-        Frame.at_least = timed_at_least
+    at_least = Frame.at_least
+
+    def timed_at_least(frame, long_side):
+        fresh = (frame.enlarge is not None and "larger" not in frame._cache
+                 and max(frame.image.shape[:2]) < long_side)
+        started = time.perf_counter()
+        try:
+            return at_least(frame, long_side)
+        finally:
+            if fresh:
+                entry = enlarged.setdefault(running[0], [0.0, 0])
+                entry[0] += time.perf_counter() - started
+                entry[1] += 1
+    Frame.at_least = timed_at_least
     # Time the inference thread waits for a decode (its futures' results).
     import concurrent.futures
     import threading
@@ -486,7 +494,8 @@ def scan_child(argv: list[str] | None = None) -> None:
     out["decode_by_format"] = {k: {"seconds": round(v[0], 4), "files": v[1], "frames": v[2],
                                    "repeats": v[3], "previews": v[4]}
                                for k, v in decode.items()}
-    out["enlarged"] = {"seconds": round(enlarged[0], 4), "count": enlarged[1]}
+    out["enlarged"] = {name: {"seconds": round(v[0], 4), "count": v[1]}
+                       for name, v in enlarged.items()}
     out["waited_for_decode_seconds"] = round(waited[0], 3)
     text = next((s.stats for s in stages if s.name == "text"), None)
     if text is not None:                     # the pre-filter decides who pays for the detector
@@ -541,20 +550,23 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
     repeats = sum(d.get("repeats", 0) for d in scan["decode_by_format"].values())
     frames = scan["frames"] - repeats          # per analysed frame: repeats cost nothing
     calls = scan["model_calls"]
-    enlarged = scan.get("enlarged", {"seconds": 0.0, "count": 0})
+    by_stage = scan.get("enlarged", {})
+    enlarged = {"seconds": round(sum(e["seconds"] for e in by_stage.values()), 4),
+                "count": sum(e["count"] for e in by_stage.values())}
     stages = {}
     for name, seconds in scan["stage_seconds"].items():
         models = scan["stage_models"].get(name, [])
         model_s = sum(calls.get(m, {}).get("seconds", 0.0) for m in models)
+        full = by_stage.get(name)             # a HEIC's full picture decoded for this stage
         row = {"seconds": round(seconds, 3),
                "ms_per_frame": round(1000 * seconds / frames, 2) if frames else 0.0,
                "model_seconds": round(model_s, 3),
                "model_ms_per_frame": round(1000 * model_s / frames, 2) if frames else 0.0,
                "stage_over_model": round(seconds / model_s, 2) if model_s else None,
-               # the faces stage decodes a HEIC's full picture when its preview shows faces
-               **({"stage_over_model_without_full_decodes":
-                   round((seconds - enlarged["seconds"]) / model_s, 2)}
-                  if name == "faces" and model_s and enlarged["count"] else {}),
+               **({"full_decodes": full["count"], "full_decode_seconds": full["seconds"],
+                   "stage_over_model_without_full_decodes":
+                   round((seconds - full["seconds"]) / model_s, 2) if model_s else None}
+                  if full else {}),
                "models": {m: {"calls": calls.get(m, {}).get("calls", 0),
                               "ms_per_call": round(1000 * calls[m]["seconds"] / calls[m]["calls"], 2)
                               if calls.get(m, {}).get("calls") else None,
@@ -727,8 +739,9 @@ def render_roll(result: dict):
             f"{m} {v['calls']} calls x {v['ms_per_call']} ms"
             + (f" (alone {v['latency_ms']:.1f})" if v.get("latency_ms") else "")
             for m, v in s["models"].items() if v["calls"])
-        extra = (f", x{s['stage_over_model_without_full_decodes']:.2f} without full decodes"
-                 if "stage_over_model_without_full_decodes" in s else "")
+        extra = (f", x{s['stage_over_model_without_full_decodes']:.2f} without its "
+                 f"{s['full_decodes']} full HEIC decodes"
+                 if s.get("stage_over_model_without_full_decodes") else "")
         rows.append((name, f"{s['ms_per_frame']:.1f} ms/frame, models {s['model_ms_per_frame']:.1f} "
                            f"(x{s['stage_over_model'] or 0:.2f}{extra}): {models}"))
     rows.append(("decode", "; ".join(

@@ -73,7 +73,42 @@ def categorize(tax, evidence: Evidence) -> ItemCategories:
     wearer = bool(evidence.faces) if evidence.faces is not None else \
         evidence.person_area() >= r.person_area
     ledger = _Ledger()
+    classes = _classes(tax, evidence, ledger)
+    seen_objects, context = _objects(tax, evidence, classes, wearer, ledger)
+    _classifier(tax, classes, context, about_people, wearer, ledger)
+    _children(tax, evidence, ledger)
+    hits = _hits(tax, ledger)
+    scene_sums = _scene_sums(tax, classes, wearer)
+    scene = scene_group = None
+    scene_conf = 0.0
+    if scene_sums:
+        best = max(scene_sums, key=lambda s: scene_sums[s])
+        if scene_sums[best] >= tax.scene_min_prob:
+            scene, scene_conf = best, min(scene_sums[best], 1.0)
+            scene_group = tax.scene_groups[best][1]
+    votes, where = _where(tax, scene_sums, seen_objects)
 
+    groups: dict[str, float] = {}
+    for hit in hits:
+        groups[hit.group] = max(groups.get(hit.group, 0.0), hit.confidence)
+    if scene_group is not None:
+        groups[scene_group] = max(groups.get(scene_group, 0.0), scene_conf)
+    alone = not groups and not about_people
+    if where is not None and (r.where_counts == "always" or r.where_counts == "alone" and alone):
+        side_group = "Indoors" if where == "indoor" else "Outdoors"
+        groups[side_group] = max(groups.get(side_group, 0.0), votes[where])
+    order = {g: i for i, g in enumerate(tax.groups)}
+    groups = dict(sorted(groups.items(), key=lambda kv: (-kv[1], order[kv[0]])))
+
+    return ItemCategories(
+        categories=tuple(hits), groups=groups, scene=scene, scene_group=scene_group,
+        scene_confidence=scene_conf, where=where, where_votes=votes,
+        dropped=tuple(ledger.dropped),
+    )
+
+
+def _classes(tax, evidence: Evidence, ledger: _Ledger) -> list:
+    """The classifier's mapped classes that pass their floors, most probable first."""
     classes = []
     for label, prob, index in evidence.scenes:
         entry = tax.entry("imagenet", label, index)
@@ -86,15 +121,22 @@ def categorize(tax, evidence: Evidence) -> ItemCategories:
             continue
         classes.append((entry, float(prob)))
     classes.sort(key=lambda c: -c[1])
+    return classes
+
+
+def _objects(tax, evidence: Evidence, classes: list, wearer: bool,
+             ledger: _Ledger) -> tuple[dict[str, float], dict[str, str]]:
+    """The detector's objects, subject or context by the share of the picture they cover.
+    Returns the best score per label seen, and category -> the detection that made that
+    category context (when nothing made it a subject)."""
+    r = tax.subject
     seen_groups = {tax.fine_categories[cat] for entry, prob in classes
                    if prob >= r.confirm_min_prob for cat in tax._final(entry).categories}
     # a sure top class names some detections better (a tricycle, not a bicycle)
     covered = set(classes[0][0].covers) if classes and classes[0][1] >= tax.imagenet_top1_min \
         else set()
-
-    # -- the detector's objects: subject or context by the share of the picture they cover
     seen_objects: dict[str, float] = {}
-    context: dict[str, str] = {}         # category -> the detection that made it context
+    context: dict[str, str] = {}
     for o in evidence.objects:
         if o.score < tax.coco_threshold(o.label):
             continue
@@ -128,15 +170,19 @@ def categorize(tax, evidence: Evidence) -> ItemCategories:
             else:
                 ledger.add(cat, key, o.score * weight, note)
     detected = set(ledger.strengths)
-    context = {cat: key for cat, key in context.items() if cat not in detected}
+    return seen_objects, {cat: key for cat, key in context.items() if cat not in detected}
 
-    # -- the classifier's classes
+
+def _classifier(tax, classes: list, context: dict[str, str], about_people: bool,
+                wearer: bool, ledger: _Ledger) -> None:
+    """The classifier's classes, summed per fine category."""
+    r = tax.subject
+    detected = set(ledger.strengths)
     sums: dict[str, float] = {}
     feeders: dict[str, list[tuple[str, float]]] = {}
     for entry, prob in classes:
-        final = tax._final(entry)
         key = f"imagenet:{entry.key}"
-        for cat in final.categories:
+        for cat in tax._final(entry).categories:
             if wearer and _worn(tax, key, [cat]):
                 ledger.drop(cat, key, "worn by a person in the photo")
                 continue
@@ -164,7 +210,10 @@ def categorize(tax, evidence: Evidence) -> ItemCategories:
         for key, prob in feeders[cat]:
             ledger.add(cat, f"imagenet:{key}", 0.0)
 
-    # -- children, from the faces' estimated ages
+
+def _children(tax, evidence: Evidence, ledger: _Ledger) -> None:
+    """Children, from the faces' estimated ages (not the owner's own childhood photos)."""
+    r = tax.subject
     for face in evidence.faces or ():
         if face.age is None or face.age >= r.child_max_age:
             continue
@@ -173,6 +222,9 @@ def categorize(tax, evidence: Evidence) -> ItemCategories:
             continue
         ledger.add(r.child_category, "face:child", 1.0)
 
+
+def _hits(tax, ledger: _Ledger) -> list[CategoryHit]:
+    """One hit per fine category: detections, faces and the classifier's sum as a noisy-or."""
     hits = []
     for cat, items in ledger.strengths.items():
         strengths = [v for k, v in items.items() if k.startswith(("coco:", "face:"))]
@@ -182,53 +234,39 @@ def categorize(tax, evidence: Evidence) -> ItemCategories:
         hits.append(CategoryHit(cat, tax.fine_categories[cat], _noisy_or(strengths), labels,
                                 tuple(dict.fromkeys(ledger.notes.get(cat, [])))))
     hits.sort(key=lambda h: (-h.confidence, h.name))
+    return hits
 
-    # -- the scene: classes of one scene group add up; the best group counts above
-    # scene_min_prob. A worn class (a dress read as `bikini`) says nothing about the place.
-    scene_sums: dict[str, float] = {}
-    where_evidence: dict[str, list[float]] = {"indoor": [], "outdoor": []}
+
+def _scene_sums(tax, classes: list, wearer: bool) -> dict[str, float]:
+    """Classes of one scene group add up. A worn class (a dress read as `bikini`) says
+    nothing about the place."""
+    sums: dict[str, float] = {}
     for entry, prob in classes:
         info = tax._scenes.get(entry.key)
         if info is None:
             continue
         if wearer and _worn(tax, f"imagenet:{entry.key}", tax._final(entry).categories):
             continue
-        scene_sums[info.scene] = scene_sums.get(info.scene, 0.0) + prob
-    scene = scene_group = None
-    scene_conf = 0.0
-    if scene_sums:
-        best = max(scene_sums, key=lambda s: scene_sums[s])
-        if scene_sums[best] >= tax.scene_min_prob:
-            scene, scene_conf = best, min(scene_sums[best], 1.0)
-            scene_group = tax.scene_groups[best][1]
+        sums[info.scene] = sums.get(info.scene, 0.0) + prob
+    return sums
+
+
+def _where(tax, scene_sums: dict[str, float], seen_objects: dict[str, float]
+           ) -> tuple[dict[str, float], str | None]:
+    """The indoor and outdoor votes (scene groups and telling objects, as a noisy-or), and
+    the side that wins by the margin, if one does."""
+    evidence: dict[str, list[float]] = {"indoor": [], "outdoor": []}
     for name, total in scene_sums.items():
         side = tax.scene_groups[name][0]
         if side != "either":
-            where_evidence[side].append(min(total, 1.0))
+            evidence[side].append(min(total, 1.0))
     for side, weights in tax.where_objects.items():
         for label, score in seen_objects.items():
             if label in weights:
-                where_evidence[side].append(weights[label] * score)
-    votes = {side: _noisy_or(values) for side, values in where_evidence.items()}
+                evidence[side].append(weights[label] * score)
+    votes = {side: _noisy_or(values) for side, values in evidence.items()}
     where = None
     for side, other in (("indoor", "outdoor"), ("outdoor", "indoor")):
         if votes[side] >= tax.where_min_vote and votes[side] - votes[other] >= tax.where_margin:
             where = side
-
-    groups: dict[str, float] = {}
-    for hit in hits:
-        groups[hit.group] = max(groups.get(hit.group, 0.0), hit.confidence)
-    if scene_group is not None:
-        groups[scene_group] = max(groups.get(scene_group, 0.0), scene_conf)
-    alone = not groups and not about_people
-    if where is not None and (r.where_counts == "always" or r.where_counts == "alone" and alone):
-        side_group = "Indoors" if where == "indoor" else "Outdoors"
-        groups[side_group] = max(groups.get(side_group, 0.0), votes[where])
-    order = {g: i for i, g in enumerate(tax.groups)}
-    groups = dict(sorted(groups.items(), key=lambda kv: (-kv[1], order[kv[0]])))
-
-    return ItemCategories(
-        categories=tuple(hits), groups=groups, scene=scene, scene_group=scene_group,
-        scene_confidence=scene_conf, where=where, where_votes=votes,
-        dropped=tuple(ledger.dropped),
-    )
+    return votes, where

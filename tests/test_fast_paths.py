@@ -1,0 +1,203 @@
+"""The fast paths of issue 15 on real media: a HEIC from its embedded preview, videos
+decoded only where sampled, still shots analysed once, stage inputs made once per frame,
+and the phone-roll benchmark. Each path must give what the slow one gives."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from galprof import bench, tunables
+from galprof.cli import cli
+from galprof.gallery.frames import decode_photo, decode_video, read_media
+from galprof.gallery.hashing import hash_bytes
+from galprof.payloads import encode
+from galprof.stages import Frame
+from galprof.vision.faces import FacesStage
+from galprof.vision.objects import ObjectsStage
+from galprof.vision.scenes import ScenesStage
+
+IPHONE_HEIC = "exif/phone/dc_iPhone13Pro_IMG_8565_tele.HEIC"       # 240 x 320 preview
+NO_PREVIEW_HEIC = "exif/phone/ias_iPhone11ProMax_IMG_5195.HEIC"
+FACES = ["faces/photoprism/pp_face_1.jpg", "faces/photoprism/pp_face_3.jpg",
+         "faces/photoprism/pp_face_8.jpg", "faces/photoprism_nofaces/pp_noface_9.jpg"]
+
+
+@pytest.fixture(scope="module")
+def stages(shared_models):
+    return (ObjectsStage(threads=2, models_dir=shared_models),
+            ScenesStage(threads=2, models_dir=shared_models),
+            FacesStage(threads=2, models_dir=shared_models))
+
+
+# -- HEIC --------------------------------------------------------------------------------
+
+def test_a_heic_preview_decodes_its_full_picture_once_on_demand(testmedia):
+    data = (testmedia / IPHONE_HEIC).read_bytes()
+    fast = decode_photo(data, 1280, preview=True).frames[0]
+    full = decode_photo(data, 1280).frames[0]
+    assert fast.reduced and not full.reduced
+    assert min(fast.image.shape[:2]) >= tunables.section("decode")["heic_preview_min_side"]
+    assert max(fast.image.shape[:2]) < max(full.image.shape[:2])
+    assert fast.at_least(200) is fast                     # the preview is enough for that
+    larger = fast.at_least(1280)
+    assert np.array_equal(larger.image, full.image) and larger.scale == full.scale
+    assert fast.at_least(1280) is larger                  # decoded once
+    assert fast.largest_decoded() is larger
+
+
+def test_only_the_stages_read_a_heic_from_its_preview(testmedia, tmp_path):
+    path = testmedia / IPHONE_HEIC
+    digest, for_stages = read_media(path, "photo", 1280, for_stages=True)
+    assert digest == hash_bytes(path.read_bytes())        # the bytes hashed are the bytes decoded
+    assert for_stages.frames[0].reduced
+    _, plain = read_media(path, "photo", 1280)            # uploads and reports: the picture
+    assert not plain.frames[0].reduced
+    no_preview = decode_photo((testmedia / NO_PREVIEW_HEIC).read_bytes(), 1280, preview=True)
+    assert not no_preview.frames[0].reduced
+
+
+def test_the_faces_stage_looks_at_the_full_picture_when_a_preview_shows_a_face(
+        testmedia, stages):
+    """Each face photo as if it were a HEIC with a 320 px preview: the same faces."""
+    from PIL import Image
+
+    faces = stages[2]
+    for rel in FACES:
+        data = (testmedia / rel).read_bytes()
+        full = decode_photo(data, faces.long_side).frames[0]
+        small = Image.fromarray(full.image)
+        small.thumbnail((320, 320))
+        preview = Frame(0, None, np.asarray(small), full.scale * small.width / full.image.shape[1],
+                        enlarge=lambda full=full: (full.image, full.scale))
+        on_full, on_preview = faces.run([full], {}), faces.run([preview], {})
+        boxes = [[round(v) for v in f.box] for fr in on_full.frames for f in fr.faces]
+        assert [[round(v) for v in f.box] for fr in on_preview.frames for f in fr.faces] == boxes
+        assert (preview.largest_decoded() is not preview) == bool(boxes), rel
+
+
+# -- video -------------------------------------------------------------------------------
+
+def _clip(path, frames: int, gop: int, still: bool = False, size=(160, 120)) -> None:
+    """An H.264 clip with short groups of pictures: a square moving across a gradient
+    (or, with `still`, a tripod shot with sensor noise)."""
+    import av
+
+    w, h = size
+    rng = np.random.default_rng(7)
+    base = np.zeros((h, w, 3), np.uint8)
+    base[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
+    base[..., 1] = np.linspace(0, 255, h, dtype=np.uint8)[:, None]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
+                          "preset": "veryfast"}
+        for i in range(frames):
+            img = base.copy()
+            if still:
+                img = np.clip(img + rng.normal(0, 1.0, img.shape), 0, 255).astype(np.uint8)
+            else:
+                x = (i * 3) % (w - 30)
+                img[40:70, x:x + 30] = (255, 255, 255)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def _every_frame(path, step: int, max_frames: int) -> dict[int, np.ndarray]:
+    import av
+
+    out = {}
+    with av.open(str(path)) as container:
+        for i, vf in enumerate(container.decode(video=0)):
+            if i % step == 0 and len(out) < max_frames:
+                out[i] = vf.to_ndarray(width=vf.width, height=vf.height, format="rgb24")
+    return out
+
+
+@pytest.mark.parametrize("max_frames", [40, 6])     # step 5 inside a GOP; step 20 skips GOPs
+def test_decoding_only_what_is_sampled_gives_the_same_frames(tmp_path, max_frames):
+    path = tmp_path / "VID_0001.mp4"
+    _clip(path, 120, gop=10)
+    step = max(5, math.ceil(120 / max_frames))
+    want = _every_frame(path, step, max_frames)
+    got = decode_video(path, 640, 5, max_frames)
+    assert [f.index for f in got.frames] == sorted(want)
+    for f in got.frames:
+        assert np.array_equal(f.image, want[f.index]), f.index
+        assert f.same_as is None                          # repeats only for the stages
+
+
+def test_a_still_shot_is_analysed_once_and_still_counts_every_sampled_frame(tmp_path, stages):
+    still, moving = tmp_path / "still.mp4", tmp_path / "moving.mp4"
+    _clip(still, 60, gop=30, still=True)
+    _clip(moving, 60, gop=30)
+    plain = decode_video(still, 640, 5, 40)
+    repeats = decode_video(still, 640, 5, 40, repeats=True)
+    assert [f.index for f in repeats.frames] == [f.index for f in plain.frames]   # 12 frames
+    assert repeats.frames[0].same_as is None
+    assert all(f.same_as == 0 for f in repeats.frames[1:])
+    assert not any(f.same_as is not None
+                   for f in decode_video(moving, 640, 5, 40, repeats=True).frames)
+    # the stages give a repeat its frame's result, under its own index
+    objects, scenes, _ = stages
+    result = objects.run(repeats.frames, {})
+    assert [i for i, _ in result.frames] == [f.index for f in repeats.frames]
+    assert all(d == result.frames[0][1] for _, d in result.frames)
+    classes = scenes.run(repeats.frames, {}).frames
+    assert all(c == classes[0][1] for _, c in classes)
+
+
+# -- per-frame inputs --------------------------------------------------------------------
+
+def test_inputs_made_ahead_in_a_decode_thread_are_what_run_makes(testmedia, stages):
+    data = (testmedia / "scenes/darknet_dog.jpg").read_bytes()
+    for stage in stages:
+        fresh = decode_photo(data, stage.long_side).frames
+        ahead = decode_photo(data, stage.long_side).frames
+        stage.prepare(ahead)
+        assert ahead[0]._cache, stage.name                # prepare left its inputs
+        (made, made_arrays), (own, own_arrays) = (encode(stage.run(ahead, {})),
+                                                  encode(stage.run(fresh, {})))
+        assert made == own, stage.name
+        assert made_arrays.keys() == own_arrays.keys()
+        assert all(np.array_equal(made_arrays[k], own_arrays[k]) for k in own_arrays)
+
+
+def test_a_frame_derives_each_input_once():
+    frame = Frame(0, None, np.zeros((4, 4, 3), np.uint8), 1.0)
+    calls = []
+    assert frame.cached("k", lambda img: calls.append(1) or img.sum()) == 0
+    assert frame.cached("k", lambda img: calls.append(1) or 1) == 0
+    assert calls == [1]
+
+
+# -- the benchmark -----------------------------------------------------------------------
+
+def test_a_roll_is_the_phone_mix_of_unique_copies(testmedia, tmp_path):
+    built = bench.build_roll([testmedia], tmp_path / "roll", 20)
+    assert built["by_class"] == {"jpeg": 12, "heic": 6, "video": 2}
+    files = [p for p in (tmp_path / "roll").iterdir()]
+    assert len(files) == 20
+    assert len({hash_bytes(p.read_bytes()) for p in files}) == 20
+
+
+@pytest.mark.slow
+def test_benchmark_roll_reports_stages_decodes_and_memory(testmedia):
+    result = CliRunner().invoke(cli, ["benchmark", str(testmedia), "--roll", "10",
+                                      "--skip-latency", "--json"])
+    assert result.exit_code == 0, result.output
+    roll = json.loads(result.stdout)["roll"]
+    assert roll["media"] == 10 and roll["failed"] == 0
+    assert roll["frames"] >= roll["frames_analysed"] >= 10
+    assert set(roll["stages"]) >= {"objects", "scenes", "faces"}
+    for stage in roll["stages"].values():
+        assert stage["ms_per_frame"] >= stage["model_ms_per_frame"] > 0
+    assert set(roll["decode"]) == {"jpeg", "heic", "video"}
+    assert roll["peak_rss_mb"] > 50 and 0 <= roll["outside_models_share"] < 1

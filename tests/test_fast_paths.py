@@ -134,6 +134,19 @@ def test_decoding_only_what_is_sampled_gives_the_same_frames(tmp_path, max_frame
         assert f.same_as is None                          # repeats only for the stages
 
 
+def test_a_step_longer_than_every_group_samples_the_nearest_keyframes(tmp_path):
+    """120 frames in groups of 10, 5 samples: the step (24) spans whole groups, so each
+    sample moves to its nearest keyframe (0, 24, 48, 72, 96 -> 0, 20, 50, 70, 100), which
+    decodes alone; same count, the same pixels as decoding every frame gives there."""
+    path = tmp_path / "VID_0001.mp4"
+    _clip(path, 120, gop=10)
+    got = decode_video(path, 640, 5, 5)
+    assert [f.index for f in got.frames] == [0, 20, 50, 70, 100]
+    every = _every_frame(path, 1, 120)
+    for f in got.frames:
+        assert np.array_equal(f.image, every[f.index]), f.index
+
+
 def test_a_still_shot_is_analysed_once_and_still_counts_every_sampled_frame(tmp_path, stages):
     still, moving = tmp_path / "still.mp4", tmp_path / "moving.mp4"
     _clip(still, 60, gop=30, still=True)

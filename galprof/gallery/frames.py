@@ -59,6 +59,7 @@ class DecodeTunables:
 
     heic_preview_min_side: int
     still_max_block_diff: float
+    keyframes_when_step_spans_groups: bool
 
 
 DECODE = DecodeTunables()
@@ -310,8 +311,10 @@ def decode_video(source: BinaryIO | os.PathLike | str, long_side: int, frame_ste
 
     Only what the sampled frames need is decoded (see _SamplePlan): groups of pictures
     without a sampled frame are not fed to the decoder, nor the packets after a group's
-    last sampled frame, and frames no other frame refers to are skipped unless sampled.
-    The frames are the same, pixel for pixel, as decoding every frame would give. With
+    last sampled frame, and frames no other frame refers to are skipped unless sampled;
+    when the step is longer than every group, each sampled frame moves to the nearest
+    keyframe (DecodeTunables.keyframes_when_step_spans_groups). The frames are the same,
+    pixel for pixel, as decoding every frame would give at their indices. With
     `repeats`, a sampled frame nearly identical to the last one kept (a static shot; see
     DecodeTunables.still_max_block_diff) is given that frame's image and `same_as`.
     """
@@ -451,7 +454,10 @@ class _SamplePlan:
         order = sorted(shown)
         if not order or len(set(pts)) != len(pts) or not keys:
             return None
-        wanted = {p: i for i, p in enumerate(order) if i % step == 0 and i // step < max_frames}
+        ranks = [i * step for i in range(max_frames) if i * step < len(order)]
+        if DECODE.keyframes_when_step_spans_groups:
+            ranks = _nearest_keyframes(ranks, step, order, [pts[k] for k in keys])
+        wanted = {order[r]: r for r in ranks}
         starts = ([0] if keys[0] else []) + keys       # group starts, in decode order
         group = np.searchsorted(np.asarray(starts), np.arange(len(pts)), side="right") - 1
         last = {}                            # group -> last decode position to feed
@@ -467,6 +473,30 @@ class _SamplePlan:
 
     def complete(self, sampler: _Sampler) -> bool:
         return len(sampler.frames) == len(self.wanted)
+
+
+def _nearest_keyframes(ranks: list[int], step: int, order: list[int], key_pts: list[int]
+                       ) -> list[int]:
+    """The sampled ranks moved to the nearest keyframe when every step spans a whole group
+    of pictures (the video starts with one and no group is longer than the step): a
+    keyframe decodes alone, so each sampled frame costs one frame's decoding. Otherwise
+    the ranks as they are."""
+    rank = {p: i for i, p in enumerate(order)}
+    keys = sorted({rank[p] for p in key_pts if p in rank})
+    if not keys or keys[0] != 0:
+        return ranks
+    bounds = keys + [len(order)]
+    if max(b - a for a, b in zip(bounds, bounds[1:])) > step:
+        return ranks
+    at = np.asarray(keys)
+    moved: list[int] = []
+    for r in ranks:
+        j = int(np.searchsorted(at, r))
+        nearest = min((int(at[x]) for x in (j - 1, j) if 0 <= x < len(at)),
+                      key=lambda k: (abs(k - r), k))
+        if not moved or nearest != moved[-1]:
+            moved.append(nearest)
+    return moved
 
 
 def _decode_planned(container, stream, plan: _SamplePlan, sampler: _Sampler) -> None:

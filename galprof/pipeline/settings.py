@@ -32,7 +32,9 @@ class Settings:
         """The version a cached result must have: a video's results also depend on which
         frames were sampled, so the sampling settings are part of its key."""
         if kind == "video":
-            return f"{stage.version}+frames/{self.frame_step}/{self.max_frames}"
+            from galprof.gallery.frames import DECODE
+            keyframes = "/keyframes" if DECODE.keyframes_when_step_spans_groups else ""
+            return f"{stage.version}+frames/{self.frame_step}/{self.max_frames}{keyframes}"
         return stage.version
 
 

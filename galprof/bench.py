@@ -447,21 +447,28 @@ def scan_child(argv: list[str] | None = None) -> None:
             running[0] = stage.name
             return run(frames, upstream)
         stage.run = run_as
-    from galprof.stages import Frame
-    at_least = Frame.at_least
+    from galprof.stages import Frame, FullPictureNeeded
+    at_least, decode_larger = Frame.at_least, Frame.decode_larger
+    asked_by: dict[int, str] = {}           # id(frame) -> the stage waiting for its picture
 
-    def timed_at_least(frame, long_side):
-        fresh = (frame.enlarge is not None and "larger" not in frame._cache
-                 and max(frame.image.shape[:2]) < long_side)
-        started = time.perf_counter()
+    def noted_at_least(frame, long_side):
         try:
             return at_least(frame, long_side)
+        except FullPictureNeeded:
+            asked_by[id(frame)] = running[0]
+            raise
+
+    def timed_decode_larger(frame):
+        fresh = "larger" not in frame._cache
+        started = time.perf_counter()
+        try:
+            return decode_larger(frame)
         finally:
-            if fresh:
-                entry = enlarged.setdefault(running[0], [0.0, 0])
+            if fresh:             # in a decode thread (or inline, outside the pipeline)
+                entry = enlarged.setdefault(asked_by.pop(id(frame), running[0]), [0.0, 0])
                 entry[0] += time.perf_counter() - started
                 entry[1] += 1
-    Frame.at_least = timed_at_least
+    Frame.at_least, Frame.decode_larger = noted_at_least, timed_decode_larger
     # Time the inference thread waits for a decode (its futures' results).
     import concurrent.futures
     import threading
@@ -557,15 +564,13 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
     for name, seconds in scan["stage_seconds"].items():
         models = scan["stage_models"].get(name, [])
         model_s = sum(calls.get(m, {}).get("seconds", 0.0) for m in models)
-        full = by_stage.get(name)             # a HEIC's full picture decoded for this stage
+        full = by_stage.get(name)    # HEIC full pictures decoded (in the decode threads) for it
         row = {"seconds": round(seconds, 3),
                "ms_per_frame": round(1000 * seconds / frames, 2) if frames else 0.0,
                "model_seconds": round(model_s, 3),
                "model_ms_per_frame": round(1000 * model_s / frames, 2) if frames else 0.0,
                "stage_over_model": round(seconds / model_s, 2) if model_s else None,
-               **({"full_decodes": full["count"], "full_decode_seconds": full["seconds"],
-                   "stage_over_model_without_full_decodes":
-                   round((seconds - full["seconds"]) / model_s, 2) if model_s else None}
+               **({"full_decodes": full["count"], "full_decode_seconds": full["seconds"]}
                   if full else {}),
                "models": {m: {"calls": calls.get(m, {}).get("calls", 0),
                               "ms_per_call": round(1000 * calls[m]["seconds"] / calls[m]["calls"], 2)
@@ -739,9 +744,8 @@ def render_roll(result: dict):
             f"{m} {v['calls']} calls x {v['ms_per_call']} ms"
             + (f" (alone {v['latency_ms']:.1f})" if v.get("latency_ms") else "")
             for m, v in s["models"].items() if v["calls"])
-        extra = (f", x{s['stage_over_model_without_full_decodes']:.2f} without its "
-                 f"{s['full_decodes']} full HEIC decodes"
-                 if s.get("stage_over_model_without_full_decodes") else "")
+        extra = (f"; asked for {s['full_decodes']} full HEIC decodes"
+                 if s.get("full_decodes") else "")
         rows.append((name, f"{s['ms_per_frame']:.1f} ms/frame, models {s['model_ms_per_frame']:.1f} "
                            f"(x{s['stage_over_model'] or 0:.2f}{extra}): {models}"))
     rows.append(("decode", "; ".join(
@@ -756,7 +760,8 @@ def render_roll(result: dict):
                                         f"{t['lines_read']} lines read"))
     if result["enlarged"]["count"]:
         rows.append(("full pictures on demand", f"{result['enlarged']['count']} in "
-                                                f"{result['enlarged']['seconds']:.2f} s"))
+                                                f"{result['enlarged']['seconds']:.2f} s "
+                                                "(decode threads)"))
     rows += [("outside model calls", f"{result['outside_models_share']:.0%} of the wall time "
                                      f"(outside stages {result['outside_stages_share']:.0%}; "
                                      f"waiting for decodes {result['waited_for_decode_seconds']:.1f} s, "

@@ -38,6 +38,8 @@ class Frame:
     same_as: int | None = None  # video: index of the earlier sampled frame this one repeats
     # () -> (image, scale) of the full picture at the decoder's long side; None: no more
     enlarge: Callable[[], tuple[np.ndarray, float]] | None = field(default=None, repr=False)
+    # The pipeline decodes full pictures in its decode threads, not in the stage that asks
+    defer_enlarge: bool = field(default=False, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -48,18 +50,32 @@ class Frame:
     def at_least(self, long_side: int) -> "Frame":
         """This frame with an image whose long side is at least `long_side` where the
         picture has that many pixels: itself when it has, else the full picture decoded
-        once from the same bytes (kept for the next stage that asks)."""
+        once from the same bytes (kept for the next stage that asks). With `defer_enlarge`
+        set, a full picture not yet decoded raises FullPictureNeeded instead."""
         if self.enlarge is None or max(self.image.shape[:2]) >= long_side:
             return self
-        larger = self._cache.get("larger")
-        if larger is None:
-            image, scale = self.enlarge()
-            larger = self._cache["larger"] = Frame(self.index, self.timestamp, image, scale)
+        if self.defer_enlarge and "larger" not in self._cache:
+            raise FullPictureNeeded(self)
+        return self.decode_larger()
+
+    def decode_larger(self) -> "Frame":
+        """The full picture, decoded on the first call; a decoding error is kept and raised
+        again to whoever asks, so that it is the asking stage's failure."""
+        if "larger" not in self._cache:
+            try:
+                image, scale = self.enlarge()
+                self._cache["larger"] = Frame(self.index, self.timestamp, image, scale)
+            except Exception as e:
+                self._cache["larger"] = e
+        larger = self._cache["larger"]
+        if isinstance(larger, Exception):
+            raise larger
         return larger
 
     def largest_decoded(self) -> "Frame":
         """The full picture when a stage has had it decoded already, else this frame."""
-        return self._cache.get("larger", self)
+        larger = self._cache.get("larger", self)
+        return self if isinstance(larger, Exception) else larger
 
     def cached(self, key, make: Callable[[np.ndarray], Any]) -> Any:
         """make(self.image), computed once per key (a resized model input, say)."""
@@ -68,6 +84,15 @@ class Frame:
         except KeyError:
             value = self._cache[key] = make(self.image)
             return value
+
+
+class FullPictureNeeded(Exception):
+    """A stage asked a frame with `defer_enlarge` for its full picture (Frame.at_least),
+    which is not decoded yet: the stage is run again once the picture is there."""
+
+    def __init__(self, frame: Frame):
+        super().__init__("the full picture is not decoded yet")
+        self.frame = frame
 
 
 class Stage(Protocol):

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +19,9 @@ from galprof.cli import cli
 from galprof.gallery.frames import decode_photo, decode_video, read_media
 from galprof.gallery.hashing import hash_bytes
 from galprof.payloads import encode
+from galprof.pipeline import Settings, run
 from galprof.stages import Frame
+from galprof.store import open_store
 from galprof.vision.faces import FacesStage
 from galprof.vision.objects import ObjectsStage
 from galprof.vision.scenes import ScenesStage
@@ -78,6 +83,67 @@ def test_the_faces_stage_looks_at_the_full_picture_when_a_preview_shows_a_face(
         boxes = [[round(v) for v in f.box] for fr in on_full.frames for f in fr.faces]
         assert [[round(v) for v in f.box] for fr in on_preview.frames for f in fr.faces] == boxes
         assert (preview.largest_decoded() is not preview) == bool(boxes), rel
+
+
+# HEICs whose preview makes a stage ask for the full picture (objects, faces), and one whose
+# preview is enough.
+ON_DEMAND_HEICS = ["exif/phone/imm_iPhone7_IMG_2682.heic", "exif/phone/mei_Apple_iPhone_8.heic",
+                   "exif/phone/pp_iPhone15Pro.heic", IPHONE_HEIC]
+
+
+def _heic_gallery(testmedia, folder):
+    folder.mkdir()
+    for rel in ON_DEMAND_HEICS + FACES:
+        shutil.copy(testmedia / rel, folder / Path(rel).name)
+    return folder
+
+
+def test_a_scan_decodes_full_heic_pictures_in_its_decode_threads_with_the_same_results(
+        testmedia, tmp_path, stages, monkeypatch):
+    folder = _heic_gallery(testmedia, tmp_path / "roll")
+    threads = []
+    decode_larger = Frame.decode_larger
+
+    def noted(frame):
+        if "larger" not in frame._cache:
+            threads.append(threading.current_thread() is threading.main_thread())
+        return decode_larger(frame)
+    monkeypatch.setattr(Frame, "decode_larger", noted)
+    with open_store(tmp_path / "g.db") as store:
+        summary = run(store, [folder], Settings(stages=list(stages)))
+        assert summary.failed == 0 and summary.analysed == len(ON_DEMAND_HEICS + FACES)
+        stored = {p.name: store.results.all(store.media.by_path(str(p))["content_hash"],
+                                            arrays=True) for p in folder.iterdir()}
+    assert threads and not any(threads)       # 3 full pictures, none on the inference thread
+    assert len(threads) == 3
+    monkeypatch.setattr(Frame, "decode_larger", decode_larger)
+    for name, results in stored.items():      # the same as each stage asking inline
+        frames = read_media(folder / name, "photo", 1280, for_stages=True)[1].frames
+        upstream = {}
+        for stage in stages:
+            upstream[stage.name] = stage.run(frames, {d: upstream[d] for d in stage.requires})
+            (want, want_arrays) = encode(upstream[stage.name])
+            got = results[stage.name]
+            assert got.error is None and encode(got.payload)[0] == want, (name, stage.name)
+
+
+def test_a_full_heic_picture_that_cannot_be_decoded_is_the_asking_stages_error(
+        testmedia, tmp_path, stages):
+    """Within --max-decode-mb the preview decodes, the 12 MP picture does not: the stage
+    that asked for it fails on that photo with the reason, the others keep their results."""
+    folder = _heic_gallery(testmedia, tmp_path / "roll")
+    problems = []
+    with open_store(tmp_path / "g.db") as store:
+        summary = run(store, [folder], Settings(stages=list(stages), max_decode_mb=20),
+                      on_problem=lambda *a: problems.append(a))
+        iphone7 = store.results.all(store.media.by_path(
+            str(folder / "imm_iPhone7_IMG_2682.heic"))["content_hash"])
+        jpeg = store.results.all(store.media.by_path(str(folder / "pp_face_1.jpg"))["content_hash"])
+    assert "too large to decode within the memory limit" in iphone7["objects"].error
+    assert iphone7["scenes"].error is None and iphone7["faces"].error is None
+    assert all(r.error is None for r in jpeg.values())
+    assert any("imm_iPhone7_IMG_2682.heic" in p[0] and "objects" in p[-1] for p in problems)
+    assert summary.analysed == len(ON_DEMAND_HEICS + FACES)
 
 
 # -- video -------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Ingest: read each changed file once, run the stages it lacks, keep it all in the store.
 
 Decoding runs in worker threads ahead of inference so that both overlap; inference runs
-on this thread, stage by stage in dependency order. Results are committed in small
-batches (every COMMIT_EVERY_ITEMS items or COMMIT_EVERY_SECONDS), so a run killed at any
-moment resumes where it stopped.
+on this thread, stage by stage in dependency order. A HEIC read from its preview whose
+stage wants the full picture goes back to the decode threads for it and its remaining
+stages run when it is back: full decodes never hold up inference. Results are committed
+in small batches (every COMMIT_EVERY_ITEMS items or COMMIT_EVERY_SECONDS), so a run
+killed at any moment resumes where it stopped.
 
 Failures: a file that cannot be read, or a stage that fails on it, is an error for that
 file (one line naming it and the reason; recorded, so it is reported once). A stage that
@@ -18,12 +20,13 @@ import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from galprof.errors import MediaError, StageFailed
 from galprof.gallery import frames as frames_mod
 from galprof.pipeline.changes import Cache, Work
 from galprof.pipeline.settings import Settings, Summary
-from galprof.stages import Stage
+from galprof.stages import Frame, FullPictureNeeded, Stage
 from galprof.store.db import now
 
 # Commit at least this often, so a killed run loses little work.
@@ -114,7 +117,7 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
                                                 for_stages=True)
         if decoded.frames:
             _prepare(cache.todo(digest, w.found.kind), decoded.frames)
-        return digest, decoded, time.perf_counter() - started
+        return _Item(digest, decoded, time.perf_counter() - started)
 
     if on_progress:
         on_progress(0, len(work))
@@ -135,6 +138,30 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
             unload = getattr(stage, "unload", None)
             if stage.name in loaded and unload is not None:
                 unload()
+
+
+@dataclass
+class _Item:
+    """A media item between its read and its record. `todo`: the stages still to run, set
+    when the first runs; an item waiting for a full picture (FullPictureNeeded) keeps it,
+    with the failures so far, and goes back to the decode threads."""
+    digest: str
+    decoded: frames_mod.Decoded
+    seconds: float                       # decoding, in a decode thread
+    todo: list[Stage] | None = None
+    failures: list[str] = field(default_factory=list)
+    waits_for: Frame | None = None
+
+    def decode_full_picture(self) -> "_Item":
+        """Decode thread: the full picture the waiting stage asked for (a failure is kept
+        on the frame and becomes that stage's when it runs again)."""
+        started = time.perf_counter()
+        try:
+            self.waits_for.decode_larger()
+        except Exception:
+            pass
+        self.seconds, self.waits_for = time.perf_counter() - started, None
+        return self
 
 
 def _prepare(stages: list[Stage], frames) -> None:
@@ -173,8 +200,14 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
             while queue:
                 w, future = queue.popleft()
                 refill(w.found.kind == "video")
-                _finish(store, w, future, settings, summary, problem, cache, streaks, loaded)
+                waiting_item = _finish(store, w, future, settings, summary, problem, cache,
+                                       streaks, loaded)
                 future = None                # its frames go before the next read starts
+                if waiting_item is not None:
+                    # A full HEIC decode (~400 ms) in a decode thread, while this thread
+                    # analyses the items read ahead; the item is finished when it is back.
+                    queue.append((w, pool.submit(waiting_item.decode_full_picture)))
+                    continue
                 refill(False)
                 done += 1
                 if on_progress:
@@ -199,26 +232,32 @@ _META_FIELDS = ("width", "height", "taken_at", "make", "model", "lens_model", "f
 
 
 def _finish(store, w: Work, future, settings: Settings, summary: Summary, problem,
-            cache: Cache, streaks: _Streaks, loaded: set[str]) -> None:
+            cache: Cache, streaks: _Streaks, loaded: set[str]) -> "_Item | None":
+    """Run the item's stages and record it; or, when a stage needs a full picture not yet
+    decoded, return the item (its results so far stored) for the decode threads."""
     path = os.fspath(w.found.path)
     base = _base_row(w)
     try:
-        digest, decoded, seconds = future.result()
-        summary.decode_seconds += seconds
+        item = future.result()
+        summary.decode_seconds += item.seconds
     except MediaError as e:
         _read_failed(store, w, base, e.reason, problem)
-        return
+        return None
     except Exception as e:  # a decoder bug must not stop the run; report it like bad input
         _read_failed(store, w, base, f"cannot decode this file (the decoder failed: "
                                      f"{type(e).__name__}: {_one_line(e)})", problem)
-        return
+        return None
+    digest, decoded, failures = item.digest, item.decoded, item.failures
     notes = list(decoded.warnings)
-    failures: list[str] = []
     if decoded.frames:
         have = store.results.all(digest)
         upstream = {name: r.payload for name, r in have.items() if r.error is None}
-        todo = cache.todo(digest, w.found.kind)
-        for stage in todo:
+        if item.todo is None:
+            item.todo = cache.todo(digest, w.found.kind)
+            for frame in decoded.frames:
+                frame.defer_enlarge = True
+        while item.todo:
+            stage = item.todo.pop(0)
             if stage.name not in loaded:
                 stage.load()             # lazily: an unchanged re-scan loads no model
                 loaded.add(stage.name)
@@ -232,6 +271,10 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
             started = time.perf_counter()
             try:
                 payload = stage.run(decoded.frames, {d: upstream[d] for d in stage.requires})
+            except FullPictureNeeded as e:
+                item.todo.insert(0, stage)
+                item.waits_for = e.frame
+                return item
             except Exception as e:
                 reason = f"stage {stage.name} failed: {type(e).__name__}: {_one_line(e)}"
                 store.results.put_error(digest, stage.name, version, reason)
@@ -260,6 +303,7 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
     if decoded.frames:
         store.media.replace_frames(media_id, [(fr.index, fr.timestamp, fr.image.shape[1],
                                                fr.image.shape[0]) for fr in decoded.frames])
+    return None
 
 
 def _read_failed(store, w: Work, base: dict, reason: str, problem) -> None:

@@ -518,8 +518,8 @@ class TextStage:
         self.recognizer.load()
 
     def run(self, frames: list, upstream: dict[str, Any]) -> TextPayload:
-        self.stats.items += 1
         if not frames:
+            self.stats.items += 1
             return TextPayload(skipped="no frames")
         frame = frames[0]
         h, w = frame.image.shape[:2]
@@ -531,10 +531,13 @@ class TextStage:
                                           upstream.get("faces"), width, height, cues, is_video)
         else:
             go, why = (False, "video") if is_video else (True, "no pre-filter")
+        if go:
+            # a HEIC analysed from its preview: a document's lines need the full picture
+            # (may raise FullPictureNeeded; the item is counted when run again)
+            frame = frame.at_least(self.long_side)
+        self.stats.items += 1
         if not go:
             return TextPayload(skipped=why, width=width, height=height, screen=cues)
-        # a HEIC analysed from its preview: a document's lines need the full picture
-        frame = frame.at_least(self.long_side)
         h, w = frame.image.shape[:2]
         started = time.perf_counter()
         boxes = self.detector.predict(frame.image)

@@ -24,3 +24,16 @@ def default_db() -> Path:
 def models_dir() -> Path:
     env = os.environ.get("GALPROF_MODELS")
     return Path(env) if env else data_dir() / "models"
+
+
+def make_private_dir(folder: Path) -> None:
+    """Create `folder` and its missing parents readable by the user only (0700): galprof's
+    data directory holds face data, recognised text and the paths of private photos.
+    Folders that exist are left as they are."""
+    missing = []
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)

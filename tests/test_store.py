@@ -134,3 +134,21 @@ def test_the_database_and_its_lock_are_private_to_the_user(tmp_path):
         path = Path(str(store.path) + suffix)
         if path.exists():
             assert path.stat().st_mode & 0o077 == 0, suffix
+
+
+def test_the_folders_galprof_creates_for_its_data_are_private_to_the_user(tmp_path, monkeypatch,
+                                                                          shared_models):
+    from galprof.vision.install import install
+
+    tmp_path.chmod(0o755)
+    home = tmp_path / "home" / ".local" / "share" / "galprof"
+    open_store(home / "galprof.db").close()
+    for folder in (tmp_path / "home", tmp_path / "home" / ".local", home):
+        assert folder.stat().st_mode & 0o077 == 0, folder
+    assert tmp_path.stat().st_mode & 0o777 == 0o755            # what existed stays as it was
+    # `galprof models install` on a fresh device creates the data folder first
+    models = tmp_path / "other" / "galprof" / "models"
+    monkeypatch.setenv("GALPROF_MODELS", str(models))
+    install(source=shared_models, ids=["mobilenet_v2"])
+    assert (models / "mobilenet_v2_1.0_224_quant.tflite").is_file()
+    assert (tmp_path / "other" / "galprof").stat().st_mode & 0o077 == 0

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from galprof.errors import DatabaseBusy, SetupError
+from galprof.paths import make_private_dir
 
 HERE = Path(__file__).parent
 
@@ -255,7 +256,7 @@ def open_store(path: Path, create: bool = True, read_only: bool = False) -> Stor
         if not create or read_only:
             raise SetupError(f"no galprof database at {path}; run `galprof scan FOLDER` first")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(path.parent)
             _private_file(path)
         except OSError as e:
             raise SetupError(f"cannot create {path}: {e.strerror}") from None

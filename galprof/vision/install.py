@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Iterable
 
 from galprof.errors import ModelMismatch, ModelMissing, SetupError
-from galprof.paths import models_dir
+from galprof.paths import make_private_dir, models_dir
 from galprof.vision import convert, download, manifest
 from galprof.vision.download import NotAtSource, Progress, Refused
 from galprof.vision.manifest import (BUILD_RECORD_SUFFIX, CONVERT, PYPI, URL, FileSpec, Source,
@@ -395,7 +395,7 @@ def _named(spec: FileSpec, e: Exception) -> str:
 def _prepare_dest(dest: Path | None) -> Path:
     dest = Path(dest) if dest else models_dir()
     try:
-        dest.mkdir(parents=True, exist_ok=True)
+        make_private_dir(dest)
     except OSError as e:
         raise SetupError(f"cannot create the models directory {dest}: {e.strerror}") from None
     if not os.access(dest, os.W_OK):

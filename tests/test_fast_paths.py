@@ -189,10 +189,12 @@ def _every_frame(path, step: int, max_frames: int) -> dict[int, np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("max_frames", [40, 6])     # step 5 inside a GOP; step 20 skips GOPs
-def test_decoding_only_what_is_sampled_gives_the_same_frames(tmp_path, max_frames):
+# step 5 in groups of 12 (the 24 samples would meet at 10 keyframes: each stays where the
+# step puts it); step 20 skips groups of 10
+@pytest.mark.parametrize("max_frames, gop", [(40, 12), (6, 10)])
+def test_decoding_only_what_is_sampled_gives_the_same_frames(tmp_path, max_frames, gop):
     path = tmp_path / "VID_0001.mp4"
-    _clip(path, 120, gop=10)
+    _clip(path, 120, gop=gop)
     step = max(5, math.ceil(120 / max_frames))
     want = _every_frame(path, step, max_frames)
     got = decode_video(path, 640, 5, max_frames)
@@ -213,6 +215,22 @@ def test_a_step_longer_than_every_group_samples_the_nearest_keyframes(tmp_path):
     every = _every_frame(path, 1, 120)
     for f in got.frames:
         assert np.array_equal(f.image, every[f.index]), f.index
+
+
+def test_samples_meeting_at_keyframes_are_one_frame_while_most_stay_apart(tmp_path):
+    """120 frames in groups of 10, at most 16 samples: the step (8) is under a group, the
+    15 samples (0, 8, 16, ...) move to 12 keyframes (16 and 24 -> 20 are one frame): every
+    keyframe once, the pixels of a full decode there. In groups of 20 they would meet at
+    6 of 15, under half: the step's frames are decoded."""
+    path = tmp_path / "VID_0001.mp4"
+    _clip(path, 120, gop=10)
+    got = decode_video(path, 640, 5, 16)
+    assert [f.index for f in got.frames] == list(range(0, 120, 10))
+    every = _every_frame(path, 1, 120)
+    for f in got.frames:
+        assert np.array_equal(f.image, every[f.index]), f.index
+    _clip(path, 120, gop=20)
+    assert [f.index for f in decode_video(path, 640, 5, 16).frames] == list(range(0, 120, 8))
 
 
 def test_a_still_shot_is_analysed_once_and_still_counts_every_sampled_frame(tmp_path, stages):

@@ -59,7 +59,7 @@ class DecodeTunables:
 
     heic_preview_min_side: int
     still_max_block_diff: float
-    keyframes_when_step_spans_groups: bool
+    keyframes_when_they_keep: float
 
 
 DECODE = DecodeTunables()
@@ -312,9 +312,9 @@ def decode_video(source: BinaryIO | os.PathLike | str, long_side: int, frame_ste
     Only what the sampled frames need is decoded (see _SamplePlan): groups of pictures
     without a sampled frame are not fed to the decoder, nor the packets after a group's
     last sampled frame, and frames no other frame refers to are skipped unless sampled;
-    when the step is longer than every group, each sampled frame moves to the nearest
-    keyframe (DecodeTunables.keyframes_when_step_spans_groups). The frames are the same,
-    pixel for pixel, as decoding every frame would give at their indices. With
+    the sampled frames move to their nearest keyframes when most stay apart
+    (DecodeTunables.keyframes_when_they_keep). The frames are the same, pixel for pixel,
+    as decoding every frame would give at their indices. With
     `repeats`, a sampled frame nearly identical to the last one kept (a static shot; see
     DecodeTunables.still_max_block_diff) is given that frame's image and `same_as`.
     """
@@ -455,8 +455,7 @@ class _SamplePlan:
         if not order or len(set(pts)) != len(pts) or not keys:
             return None
         ranks = [i * step for i in range(max_frames) if i * step < len(order)]
-        if DECODE.keyframes_when_step_spans_groups:
-            ranks = _nearest_keyframes(ranks, step, order, [pts[k] for k in keys])
+        ranks = _nearest_keyframes(ranks, order, [pts[k] for k in keys])
         wanted = {order[r]: r for r in ranks}
         starts = ([0] if keys[0] else []) + keys       # group starts, in decode order
         group = np.searchsorted(np.asarray(starts), np.arange(len(pts)), side="right") - 1
@@ -475,18 +474,14 @@ class _SamplePlan:
         return len(sampler.frames) == len(self.wanted)
 
 
-def _nearest_keyframes(ranks: list[int], step: int, order: list[int], key_pts: list[int]
-                       ) -> list[int]:
-    """The sampled ranks moved to the nearest keyframe when every step spans a whole group
-    of pictures (the video starts with one and no group is longer than the step): a
-    keyframe decodes alone, so each sampled frame costs one frame's decoding. Otherwise
-    the ranks as they are."""
+def _nearest_keyframes(ranks: list[int], order: list[int], key_pts: list[int]) -> list[int]:
+    """The sampled ranks moved to their nearest keyframes, samples meeting at one keyframe
+    made one, when at least DecodeTunables.keyframes_when_they_keep of them stay apart
+    and the video starts with a keyframe: a keyframe decodes alone, so each sampled frame
+    costs one frame's decoding. Otherwise the ranks as they are."""
     rank = {p: i for i, p in enumerate(order)}
     keys = sorted({rank[p] for p in key_pts if p in rank})
-    if not keys or keys[0] != 0:
-        return ranks
-    bounds = keys + [len(order)]
-    if max(b - a for a, b in zip(bounds, bounds[1:])) > step:
+    if not keys or keys[0] != 0 or not ranks:
         return ranks
     at = np.asarray(keys)
     moved: list[int] = []
@@ -496,14 +491,14 @@ def _nearest_keyframes(ranks: list[int], step: int, order: list[int], key_pts: l
                       key=lambda k: (abs(k - r), k))
         if not moved or nearest != moved[-1]:
             moved.append(nearest)
-    return moved
+    return moved if len(moved) >= DECODE.keyframes_when_they_keep * len(ranks) else ranks
 
 
 def _decode_planned(container, stream, plan: _SamplePlan, sampler: _Sampler) -> None:
     """Decode the packets the plan feeds, each group drained at its end."""
     ctx = stream.codec_context
     found: dict[int, object] = {}
-    pos, feeding = 0, False
+    pos, undrained, dependent = 0, False, False
 
     def take(frames) -> None:
         for vf in frames:
@@ -520,15 +515,18 @@ def _decode_planned(container, stream, plan: _SamplePlan, sampler: _Sampler) -> 
             # frames nothing refers to are skipped, unless they are sampled
             ctx.skip_frame = "DEFAULT" if packet.pts in plan.wanted else "NONREF"
             take(ctx.decode(packet))
-            feeding = True
-        elif feeding:                        # the group's last sampled packet was fed
+            undrained, dependent = True, dependent or not packet.is_keyframe
+        elif dependent:
+            # the group's last sampled packet was fed, and frames that refer to others:
+            # drain before the packets skipped. A group fed only its keyframe refers to
+            # nothing, so the decoder goes on without a drain (its frame threads stay busy).
             take(ctx.decode(None))
             ctx.flush_buffers()
-            feeding = False
+            undrained = dependent = False
         pos += 1
-        if len(found) == len(plan.wanted) and not feeding:
+        if len(found) == len(plan.wanted) and not undrained:
             break
-    if feeding:
+    if undrained:
         take(ctx.decode(None))
     ctx.skip_frame = "DEFAULT"
     # frames come out in presentation order within a group, and groups in order

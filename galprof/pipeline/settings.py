@@ -33,7 +33,8 @@ class Settings:
         frames were sampled, so the sampling settings are part of its key."""
         if kind == "video":
             from galprof.gallery.frames import DECODE
-            keyframes = "/keyframes" if DECODE.keyframes_when_step_spans_groups else ""
+            share = DECODE.keyframes_when_they_keep
+            keyframes = f"/keyframes{share:g}" if share <= 1 else ""
             return f"{stage.version}+frames/{self.frame_step}/{self.max_frames}{keyframes}"
         return stage.version
 

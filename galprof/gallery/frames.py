@@ -476,7 +476,7 @@ class _SamplePlan:
 
 def _nearest_keyframes(ranks: list[int], order: list[int], key_pts: list[int]) -> list[int]:
     """The sampled ranks moved to their nearest keyframes, samples meeting at one keyframe
-    made one, when at least DecodeTunables.keyframes_when_they_keep of them stay apart
+    made one, when more than DecodeTunables.keyframes_when_they_keep of them stay apart
     and the video starts with a keyframe: a keyframe decodes alone, so each sampled frame
     costs one frame's decoding. Otherwise the ranks as they are."""
     rank = {p: i for i, p in enumerate(order)}
@@ -491,7 +491,7 @@ def _nearest_keyframes(ranks: list[int], order: list[int], key_pts: list[int]) -
                       key=lambda k: (abs(k - r), k))
         if not moved or nearest != moved[-1]:
             moved.append(nearest)
-    return moved if len(moved) >= DECODE.keyframes_when_they_keep * len(ranks) else ranks
+    return moved if len(moved) > DECODE.keyframes_when_they_keep * len(ranks) else ranks
 
 
 def _decode_planned(container, stream, plan: _SamplePlan, sampler: _Sampler) -> None:

@@ -34,7 +34,7 @@ class Settings:
         if kind == "video":
             from galprof.gallery.frames import DECODE
             share = DECODE.keyframes_when_they_keep
-            keyframes = f"/keyframes{share:g}" if share <= 1 else ""
+            keyframes = f"/keyframes{share:g}" if share < 1 else ""
             return f"{stage.version}+frames/{self.frame_step}/{self.max_frames}{keyframes}"
         return stage.version
 

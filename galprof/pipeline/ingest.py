@@ -62,6 +62,7 @@ class _Batch:
         self.items += 1
         if self.items >= COMMIT_EVERY_ITEMS or time.monotonic() - self.started > COMMIT_EVERY_SECONDS:
             self._tx.__exit__(None, None, None)
+            self.store.let_waiting_in()    # a `private mark` meanwhile
             self._begin()
 
     def __exit__(self, *exc):

@@ -11,6 +11,11 @@ Two levels of writing:
   - `with store.writer():` the process-level lock (a `flock` on FILE.lock naming the
     holder's pid) for work made of many transactions that must not interleave with
     another such run: a scan and its passes, `people` fixes, purges.
+A transaction of a process without the writer lock (`galprof private mark` during a
+scan) announces itself with a shared `flock` on FILE.wait while it waits and runs; the
+writer's long run lets it in between two of its own transactions (`let_waiting_in`):
+SQLite's busy handler polls, and would rarely find the moment between a commit and the
+next BEGIN on its own.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from galprof.errors import DatabaseBusy, SetupError
 from galprof.paths import make_private_dir
 
 HERE = Path(__file__).parent
+# The longest a writer's run waits between two transactions for another process's (a
+# mark takes milliseconds; a stuck process must not stall a scan).
+WAITING_LIMIT_S = 5.0
 
 # Named, ordered steps (SQL files beside this module); each runs in one transaction and is
 # recorded in `migrations`. PRAGMA user_version is the number of steps applied.
@@ -114,19 +122,55 @@ class Store:
             finally:
                 self._depth -= 1
             return
-        _guard(self, "BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield self
-        except BaseException as e:
+        with contextlib.nullcontext() if self.holds_writer else self._announced():
+            _guard(self, "BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self
+            except BaseException as e:
+                self._depth = 0
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                if isinstance(e, sqlite3.OperationalError):
+                    raise SetupError(explain(self.path, e)) from None
+                raise
             self._depth = 0
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            if isinstance(e, sqlite3.OperationalError):
-                raise SetupError(explain(self.path, e)) from None
-            raise
-        self._depth = 0
-        _guard(self, "COMMIT")
+            _guard(self, "COMMIT")
+
+    @contextlib.contextmanager
+    def _announced(self):
+        """A shared lock on FILE.wait while this transaction waits and runs (see the module
+        docstring); without a lock file (an unwritable folder) nobody is told."""
+        try:
+            fd = os.open(str(self.path) + ".wait", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)                           # releases the lock
+
+    def let_waiting_in(self, limit_s: float = WAITING_LIMIT_S) -> None:
+        """Between two transactions of the writer lock's holder: wait (up to `limit_s`)
+        until the transactions other processes announced have run."""
+        try:
+            fd = os.open(str(self.path) + ".wait", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return
+        try:
+            deadline = time.monotonic() + limit_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return                         # nobody waits
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        return
+                    time.sleep(0.01)
+        finally:
+            os.close(fd)
 
     def checkpoint(self) -> bool:
         """Fold the write-ahead log into the main file and truncate it. False when a reader

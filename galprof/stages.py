@@ -120,6 +120,8 @@ class Stage(Protocol):
 
     def run(self, frames: list[Frame], upstream: dict[str, Any]) -> Any:
         """Analyse one media item. `upstream` maps each required stage to its payload.
+        FullPictureNeeded from Frame.at_least must pass through: the pipeline runs the
+        stage again when the picture is decoded, so counters are best kept after it.
 
         Returns a payload class of `galprof.payloads` (to_json / arrays / from_json), or
         a JSON-serialisable dict whose numpy arrays sit under the key "arrays" (name ->

@@ -107,6 +107,22 @@ def test_sessions_of_any_input_size_plan_no_memory_pattern(detector, recognizer)
         assert not model.session._s.get_session_options().enable_mem_pattern
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_detector_run_gives_its_working_memory_back():
+    """A 960 px detector run takes ~120 MB of working memory; a scan that kept it would
+    carry it to its end, on top of everything else."""
+    fresh = TextDetector(long_side=960).load()         # its own, empty arena
+    page = _page([f"line {i}" for i in range(20)], size=(1200, 920))
+    before = _rss_mb()
+    fresh.predict(page)
+    assert _rss_mb() - before < 60
+
+
 def _page(lines: list[str], size=(1000, 1300), font_size=30) -> np.ndarray:
     img = Image.new("RGB", size, text_samples.PAPER)
     d = ImageDraw.Draw(img)

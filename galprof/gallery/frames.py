@@ -495,7 +495,8 @@ def _nearest_keyframes(ranks: list[int], order: list[int], key_pts: list[int]) -
 
 
 def _decode_planned(container, stream, plan: _SamplePlan, sampler: _Sampler) -> None:
-    """Decode the packets the plan feeds, each group drained at its end."""
+    """Decode the packets the plan feeds; a group whose fed frames refer to others is
+    drained at its end."""
     ctx = stream.codec_context
     found: dict[int, object] = {}
     pos, undrained, dependent = 0, False, False

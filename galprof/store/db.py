@@ -141,9 +141,8 @@ class Store:
     def _announced(self):
         """A shared lock on FILE.wait while this transaction waits and runs (see the module
         docstring); without a lock file (an unwritable folder) nobody is told."""
-        try:
-            fd = os.open(str(self.path) + ".wait", os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError:
+        fd = self._wait_file()
+        if fd is None:
             yield
             return
         try:
@@ -155,9 +154,8 @@ class Store:
     def let_waiting_in(self, limit_s: float = WAITING_LIMIT_S) -> None:
         """Between two transactions of the writer lock's holder: wait (up to `limit_s`)
         until the transactions other processes announced have run."""
-        try:
-            fd = os.open(str(self.path) + ".wait", os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError:
+        fd = self._wait_file()
+        if fd is None:
             return
         try:
             deadline = time.monotonic() + limit_s
@@ -171,6 +169,12 @@ class Store:
                     time.sleep(0.01)
         finally:
             os.close(fd)
+
+    def _wait_file(self) -> int | None:
+        try:
+            return os.open(str(self.path) + ".wait", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return None
 
     def checkpoint(self) -> bool:
         """Fold the write-ahead log into the main file and truncate it. False when a reader

@@ -288,6 +288,37 @@ def test_a_roll_is_the_phone_mix_of_unique_copies(testmedia, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_generated_phone_clip_has_1_s_groups_and_no_repeated_samples(tmp_path):
+    """6 s at 30 frames/s in groups of 30; sampled at a 45-frame step (as a 60 s clip is
+    with 40 samples) its frames move to keyframes (0, 30, 90, 120) whose pictures differ
+    from the one before, so none is analysed as a repeat."""
+    import av
+
+    path = bench.generate_clip(tmp_path / "clip.mp4", "libx264", (320, 180), 6, 1_000_000)
+    with av.open(str(path)) as c:
+        keys = [i for i, p in enumerate(p for p in c.demux(video=0) if p.size)
+                if p.is_keyframe]
+    assert keys == [0, 30, 60, 90, 120, 150]
+    for seconds in (2, 4):                    # shorter than a segment; one group past it
+        short = bench.generate_clip(tmp_path / f"{seconds}.mp4", "libx264", (160, 90),
+                                    seconds, 500_000)
+        with av.open(str(short)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 30 * seconds
+    got = decode_video(path, 320, 5, 4, repeats=True)
+    assert [f.index for f in got.frames] == [0, 30, 90, 120]
+    assert all(f.same_as is None for f in got.frames)
+
+
+def test_a_clip_benchmark_scans_a_clip_against_real_time(tmp_path):
+    spec = ("180p H.264 6 s", "libx264", (320, 180), 6, 1_000_000)
+    result = bench.clip_benchmark(spec, tmp_path, ["scenes"])
+    assert result["name"] == spec[0] and result["duration_s"] == 6
+    assert result["frames"] == 36 and result["seconds"] > 0           # step 5: 36 samples
+    assert result["real_time"] == round(6 / result["seconds"], 1)
+    assert result["decode_seconds"] > 0 and result["peak_rss_mb"] > 0
+    assert "scenes" in result["stage_seconds"]
+
+
 def test_benchmark_roll_reports_stages_decodes_and_memory(testmedia):
     result = CliRunner().invoke(cli, ["benchmark", str(testmedia), "--roll", "10",
                                       "--skip-latency", "--json"])

@@ -287,7 +287,6 @@ def test_a_roll_is_the_phone_mix_of_unique_copies(testmedia, tmp_path):
     assert len({hash_bytes(p.read_bytes()) for p in files}) == 20
 
 
-@pytest.mark.slow
 def test_a_generated_phone_clip_has_1_s_groups_and_no_repeated_samples(tmp_path):
     """6 s at 30 frames/s in groups of 30; sampled at a 45-frame step (as a 60 s clip is
     with 40 samples) its frames move to keyframes (0, 30, 90, 120) whose pictures differ
@@ -319,6 +318,7 @@ def test_a_clip_benchmark_scans_a_clip_against_real_time(tmp_path):
     assert "scenes" in result["stage_seconds"]
 
 
+@pytest.mark.slow
 def test_benchmark_roll_reports_stages_decodes_and_memory(testmedia):
     result = CliRunner().invoke(cli, ["benchmark", str(testmedia), "--roll", "10",
                                       "--skip-latency", "--json"])

@@ -265,7 +265,9 @@ class ObjectsStage:
 
     def _detect(self, frame: Frame) -> list[Detection]:
         detector = self.detector
-        found = detector.detect(frame.image, self._letterboxed(frame))
+        # kept on the frame: a stage waiting for the full picture runs again (FullPictureNeeded)
+        found = frame.cached(("objects", "found"),
+                             lambda image: detector.detect(image, self._letterboxed(frame)))
         if found and frame.reduced and max(frame.image.shape[:2]) < max(detector.width,
                                                                          detector.height):
             # A preview smaller than the detector's input (an iPhone's 320 px) shows

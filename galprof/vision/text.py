@@ -524,7 +524,7 @@ class TextStage:
         frame = frames[0]
         h, w = frame.image.shape[:2]
         width, height = round(w / frame.scale), round(h / frame.scale)
-        cues = documents.screen_cues(frame.image)
+        cues = frame.cached("screen_cues", documents.screen_cues)    # once, if run again
         is_video = len(frames) > 1 or frame.timestamp is not None
         if self.prefilter:
             go, why = documents.prefilter(upstream.get("objects"), upstream.get("scenes"),

@@ -552,7 +552,8 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
     """The figures of a measured scan of a roll: media/s, frames, per stage its time and
     its model calls' time per frame (and the models' own latency from the table, when
     given as model id -> ms), decode time by format, the share of the wall time outside
-    model calls, peak RSS."""
+    model calls, peak RSS. With the latencies, `models_alone`: what the scan's model calls
+    take at them, and the media/s that allows at best."""
     wall = scan["seconds"]
     media = scan["photos"] + scan["videos"]
     repeats = sum(d.get("repeats", 0) for d in scan["decode_by_format"].values())
@@ -581,6 +582,11 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
         stages[name] = row
     model_total = sum(c["seconds"] for c in calls.values())
     stage_total = sum(scan["stage_seconds"].values())
+    # The scan's model calls at the models' own latency, one after another as the inference
+    # thread makes them: a bound no change outside the models can beat on this machine.
+    alone = {m: c["calls"] * latency[m] / 1000 for m, c in calls.items()
+             if latency and m in latency and c["calls"]}
+    alone_seconds = sum(alone.values())
     decode = {fmt: {"files": d["files"], "frames": d["frames"],
                     "repeats": d.get("repeats", 0), "previews": d.get("previews", 0),
                     "ms_per_file": round(1000 * d["seconds"] / d["files"], 1) if d["files"] else 0.0}
@@ -590,6 +596,9 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
             "failed": scan["failed"], "seconds": wall,
             "media_per_s": round(media / wall, 2) if wall else 0.0,
             "model_seconds": round(model_total, 3),
+            **({"models_alone": {"seconds": round(alone_seconds, 3), "models": sorted(alone),
+                                 "media_per_s": round(media / alone_seconds, 2)}}
+               if alone_seconds else {}),
             "outside_models_share": round(max(0.0, wall - model_total) / wall, 3) if wall else 0.0,
             "stage_seconds_total": round(stage_total, 3),
             "outside_stages_share": round(max(0.0, wall - stage_total) / wall, 3) if wall else 0.0,
@@ -768,6 +777,11 @@ def render_roll(result: dict):
         rows.append(("full pictures on demand", f"{result['enlarged']['count']} in "
                                                 f"{result['enlarged']['seconds']:.2f} s "
                                                 "(decode threads)"))
+    if "models_alone" in result:
+        alone = result["models_alone"]
+        rows.append(("models alone", f"at most {alone['media_per_s']:.2f} media/s: the scan's "
+                                     f"calls of {', '.join(alone['models'])} take "
+                                     f"{alone['seconds']:.1f} s at the models' own latency"))
     rows += [("outside model calls", f"{result['outside_models_share']:.0%} of the wall time "
                                      f"(outside stages {result['outside_stages_share']:.0%}; "
                                      f"waiting for decodes {result['waited_for_decode_seconds']:.1f} s, "

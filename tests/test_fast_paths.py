@@ -321,9 +321,20 @@ def test_a_clip_benchmark_scans_a_clip_against_real_time(tmp_path):
 @pytest.mark.slow
 def test_benchmark_roll_reports_stages_decodes_and_memory(testmedia):
     result = CliRunner().invoke(cli, ["benchmark", str(testmedia), "--roll", "10",
-                                      "--skip-latency", "--json"])
+                                      "--runs", "2", "--json"])
     assert result.exit_code == 0, result.output
-    roll = json.loads(result.stdout)["roll"]
+    report = json.loads(result.stdout)
+    roll = report["roll"]
+    # the scan's model calls at the latency table's figures (all cores), and the bound
+    cores = bench.default_thread_counts()[-1]
+    latency = {row["model"]: cell["mean_ms"] for row in report["models"]
+               for cell in row["latency"] if cell["threads"] == cores}
+    calls = {m: v["calls"] for s in roll["stages"].values() for m, v in s["models"].items()
+             if v["calls"]}
+    assert set(roll["models_alone"]["models"]) == set(calls) <= set(latency)
+    alone = sum(n * latency[m] / 1000 for m, n in calls.items())
+    assert roll["models_alone"]["seconds"] == pytest.approx(alone, abs=1e-3)
+    assert roll["models_alone"]["media_per_s"] == round(10 / alone, 2) > roll["media_per_s"]
     assert roll["media"] == 10 and roll["failed"] == 0
     assert roll["frames"] >= roll["frames_analysed"] >= 10
     assert set(roll["stages"]) >= {"objects", "scenes", "faces"}

@@ -43,8 +43,9 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
     calls, decoding (overlapped with inference) and the rest. With --roll N, the scan is
     of a phone's mix built from PATH's media and the report gives, per stage, its time
     and its model calls' time per frame, decode time by format, the share of media the
-    text pre-filter lets reach the text detector, and peak memory. Runs the same on a
-    Raspberry Pi or in Termux.
+    text pre-filter lets reach the text detector, and peak memory; with the latency
+    table, also the media/s the models alone allow (their calls at their own latency).
+    Runs the same on a Raspberry Pi or in Termux.
 
     \b
     Example:

@@ -310,7 +310,7 @@ def _unsigned_weights(model) -> None:
         if node.op_type != "DequantizeLinear" or len(node.input) < 3:
             continue
         weights, zero_point = node.input[0], node.input[2]
-        if (initializers.get(weights) is None or zero_point not in initializers
+        if (weights not in initializers or zero_point not in initializers
                 or initializers[weights].data_type != TensorProto.INT8):
             continue
         node.input[0], node.input[2] = as_uint8(weights), as_uint8(zero_point)

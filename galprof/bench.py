@@ -483,6 +483,19 @@ def scan_child(argv: list[str] | None = None) -> None:
             if threading.current_thread() is threading.main_thread():
                 waited[0] += time.perf_counter() - started
     concurrent.futures.Future.result = timed_result
+    # ... and waits for a video's next frame while analysing those decoded (its stage
+    # time is counted by the pipeline)
+    from galprof.pipeline import ingest as ingest_mod
+    analyse_while_decoding = ingest_mod._analyse_while_decoding
+
+    def timed_analyse_while_decoding(future, arrivals, summary, *a):
+        started, staged = time.perf_counter(), sum(summary.stage_seconds.values())
+        try:
+            return analyse_while_decoding(future, arrivals, summary, *a)
+        finally:
+            waited[0] += (time.perf_counter() - started
+                          - (sum(summary.stage_seconds.values()) - staged))
+    ingest_mod._analyse_while_decoding = timed_analyse_while_decoding
     # The peak before the gallery passes is the ingest's own (the passes load other data:
     # the places pass its GeoNames table).
     import galprof.pipeline as pipeline_mod

@@ -117,6 +117,10 @@ class Stage(Protocol):
     # stage's model inputs from the pixels (resizing, cropping) and keeps them with
     # Frame.cached, so that the inference thread only runs the models. Pure pixel work,
     # no model: it must give exactly what `run` would make itself.
+    # Optional: `analyse(frame)`, called in the inference thread on a video's frames as
+    # they are decoded, before `run`: the model work of `run` on that one frame, kept with
+    # Frame.cached, so that it overlaps with decoding the rest of the video. `run` must
+    # give the same payload with or without it.
 
     def run(self, frames: list[Frame], upstream: dict[str, Any]) -> Any:
         """Analyse one media item. `upstream` maps each required stage to its payload.

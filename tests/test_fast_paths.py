@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from galprof import bench, tunables
 from galprof.cli import cli
+from galprof.gallery import frames as frames_mod
 from galprof.gallery.frames import decode_photo, decode_video, read_media
 from galprof.gallery.hashing import hash_bytes
 from galprof.payloads import encode
@@ -267,6 +268,62 @@ def test_inputs_made_ahead_in_a_decode_thread_are_what_run_makes(testmedia, stag
         assert made == own, stage.name
         assert made_arrays.keys() == own_arrays.keys()
         assert all(np.array_equal(made_arrays[k], own_arrays[k]) for k in own_arrays)
+
+
+def test_a_video_is_analysed_while_it_decodes_with_the_same_results(
+        testmedia, tmp_path, stages, monkeypatch):
+    folder = tmp_path / "roll"
+    folder.mkdir()
+    shutil.copy(testmedia / "videos/derived/intel_head-pose-face-detection-female-and-male_from_gif.mp4",
+                folder / "VID_0001.mp4")
+    analysed: list[tuple[str, int, bool]] = []   # stage, frame, while the decode went on
+    decoding = threading.Event()
+    turn, gave_up = threading.Condition(), []
+    real_decode, real_add = frames_mod.decode_video, frames_mod._Sampler.add
+
+    def noted_decode(*a, **k):
+        decoding.set()
+        try:
+            return real_decode(*a, **k)
+        finally:
+            decoding.clear()
+
+    def add_in_turn(sampler, index, vf, time_base=None):
+        # the decoder goes on once the inference thread has analysed the frame handed over
+        # (waiting 10 s once at most): every frame can be analysed early, on any machine
+        before = len(sampler.frames)
+        real_add(sampler, index, vf, time_base)
+        frame = sampler.frames[-1]
+        if (sampler.on_frame is not None and len(sampler.frames) > before
+                and frame.same_as is None and not gave_up):
+            with turn:
+                if not turn.wait_for(lambda: ("faces", frame.index, True) in analysed, 10):
+                    gave_up.append(frame.index)
+    monkeypatch.setattr(frames_mod, "decode_video", noted_decode)
+    monkeypatch.setattr(frames_mod._Sampler, "add", add_in_turn)
+    for stage in stages:
+        def noted(frame, stage=stage, analyse=stage.analyse):
+            analyse(frame)
+            with turn:
+                analysed.append((stage.name, frame.index, decoding.is_set()
+                                 and threading.current_thread() is threading.main_thread()))
+                turn.notify_all()
+        monkeypatch.setattr(stage, "analyse", noted)
+    with open_store(tmp_path / "g.db") as store:
+        summary = run(store, [folder], Settings(stages=list(stages)))
+        assert summary.failed == 0 and summary.frames >= 10
+        stored = store.results.all(store.media.by_path(str(folder / "VID_0001.mp4"))["content_hash"],
+                                   arrays=True)
+    monkeypatch.undo()
+    frames = read_media(folder / "VID_0001.mp4", "video", 1280, for_stages=True)[1].frames
+    fresh = [f.index for f in frames if f.same_as is None]
+    for stage in stages:     # every frame, on the inference thread, while the video decoded
+        assert sorted(i for name, i, early in analysed if name == stage.name and early) == fresh
+        want, want_arrays = encode(stage.run(frames, {}))      # as run alone makes it
+        got, got_arrays = encode(stored[stage.name].payload)
+        assert got == want and got_arrays.keys() == want_arrays.keys(), stage.name
+        assert all(np.allclose(got_arrays[k], want_arrays[k]) for k in want_arrays)
+    assert sum(len(f.faces) for f in stored["faces"].payload.frames) >= 10   # faces to compare
 
 
 def test_a_frame_derives_each_input_once():

@@ -16,7 +16,7 @@ import stat
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -304,7 +304,8 @@ def _rotate(array: np.ndarray, rotation: int) -> np.ndarray:
 
 
 def decode_video(source: BinaryIO | os.PathLike | str, long_side: int, frame_step: int,
-                 max_frames: int, name=None, repeats: bool = False) -> Decoded:
+                 max_frames: int, name=None, repeats: bool = False,
+                 on_frame: Callable[[Frame], None] | None = None) -> Decoded:
     """Metadata and every `frame_step`-th frame, widened so that at most `max_frames` cover
     the whole video; the container's rotation applied. `source` is an open binary file
     (what the pipeline hashed) or a path.
@@ -342,7 +343,7 @@ def decode_video(source: BinaryIO | os.PathLike | str, long_side: int, frame_ste
         stream.thread_type = "SLICE" if stream.codec_context.name == "hevc" else "AUTO"
         total = stream.frames or (int(meta.duration * meta.fps) if meta.duration and meta.fps else 0)
         step = max(frame_step, math.ceil(total / max_frames) if total else frame_step)
-        sampler = _Sampler(long_side, repeats)
+        sampler = _Sampler(long_side, repeats, on_frame)
         try:
             plan = _SamplePlan.of(container, stream, step, max_frames)
         except (av.FFmpegError, OSError, ValueError):
@@ -373,8 +374,9 @@ class _Sampler:
     """Turns the sampled decoded frames into Frames: scaled to the analysis size while
     converting to RGB, rotated upright, repeats of a still shot marked (with `repeats`)."""
 
-    def __init__(self, long_side: int, repeats: bool):
-        self.long_side, self.repeats = long_side, repeats
+    def __init__(self, long_side: int, repeats: bool,
+                 on_frame: Callable[[Frame], None] | None = None):
+        self.long_side, self.repeats, self.on_frame = long_side, repeats, on_frame
         self.reset()
 
     def reset(self) -> None:
@@ -406,6 +408,8 @@ class _Sampler:
         self.frames.append(frame)
         if self.repeats:
             self._kept = (frame, signature)
+        if self.on_frame is not None:
+            self.on_frame(frame)
 
 
 def _still_signature(rgb: np.ndarray) -> np.ndarray:
@@ -555,8 +559,8 @@ def _video_meta(source, name) -> Metadata:
 
 def read_media(path: os.PathLike | str, kind: str, long_side: int, frame_step: int = 5,
                max_frames: int = 40, pixels=True,
-               max_bytes: int = MAX_DECODE_BYTES, for_stages: bool = False
-               ) -> tuple[str, Decoded]:
+               max_bytes: int = MAX_DECODE_BYTES, for_stages: bool = False,
+               on_frame: Callable[[Frame], None] | None = None) -> tuple[str, Decoded]:
     """Read one media file once: (content hash of exactly the bytes read, what they decode to).
 
     The file is opened once; a photo's bytes are hashed and decoded from memory, a
@@ -569,7 +573,8 @@ def read_media(path: os.PathLike | str, kind: str, long_side: int, frame_step: i
     HEIC may come from its embedded preview (`reduced`, the full picture decoded on
     demand from the same bytes), and a video frame repeating the last one analysed of a
     still shot carries `same_as`. Without it every frame is the picture at `long_side`
-    (what the remote tier uploads and reports show)."""
+    (what the remote tier uploads and reports show). `on_frame`: a video's frames as
+    they are decoded (decode_video)."""
     try:
         f = open(path, "rb")
     except OSError as e:
@@ -583,7 +588,7 @@ def read_media(path: os.PathLike | str, kind: str, long_side: int, frame_step: i
             f.seek(0)
             pixels = pixels(digest) if callable(pixels) else pixels
             decoded = (decode_video(f, long_side, frame_step, max_frames, name=path,
-                                    repeats=for_stages) if pixels
+                                    repeats=for_stages, on_frame=on_frame) if pixels
                        else Decoded(_video_meta(f, path), [], []))
             after = os.fstat(f.fileno())
             if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):

@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
+from queue import Empty, SimpleQueue
 from dataclasses import dataclass, field
 
 from galprof.errors import MediaError, StageFailed
@@ -38,6 +39,9 @@ DEFAULT_LONG_SIDE = 512
 # takes 10-20 photos' time), so a few in hand keep inference from waiting; a photo's frame
 # and inputs at analysis size are ~5 MB.
 DECODE_AHEAD = 8
+# How often the inference thread, analysing a video's frames as they are decoded, looks
+# whether the decode has ended.
+ARRIVAL_POLL_SECONDS = 0.02
 # A stage failing on this many files in a row, from its first file on, is broken.
 FAILURE_STREAK = 5
 
@@ -100,8 +104,9 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
     streaks = _Streaks()
     loaded: set[str] = set()
 
-    def read(w: Work):
-        """Worker thread: hash and decode one file (pixels only when a stage needs them)."""
+    def read(w: Work, arrivals: _Arrivals | None = None):
+        """Worker thread: hash and decode one file (pixels only when a stage needs them);
+        a video's frames handed to `arrivals` as they are decoded, their inputs made."""
         started = time.perf_counter()
         if w.found.kind is None:
             raise MediaError(w.found.path, "not a recognised photo or video (unknown file "
@@ -110,12 +115,20 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
         def needs_pixels(digest: str) -> bool:
             # With no stages the pixels are still decoded: that is how a scan without
             # models checks that every file can be read.
-            return not stages or bool(cache.todo(digest, w.found.kind))
+            todo = cache.todo(digest, w.found.kind)
+            if arrivals is not None:
+                arrivals.stages = [s for s in todo if hasattr(s, "analyse")]
+            return not stages or bool(todo)
+
+        def arrived(frame: Frame) -> None:
+            _prepare(arrivals.stages, [frame])
+            arrivals.frames.put(frame)
         digest, decoded = frames_mod.read_media(w.found.path, w.found.kind, side,
                                                 settings.frame_step, settings.max_frames,
                                                 pixels=needs_pixels,
                                                 max_bytes=settings.max_decode_mb << 20,
-                                                for_stages=True)
+                                                for_stages=True,
+                                                on_frame=arrived if arrivals else None)
         if decoded.frames:
             _prepare(cache.todo(digest, w.found.kind), decoded.frames)
         return _Item(digest, decoded, time.perf_counter() - started)
@@ -139,6 +152,16 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
             unload = getattr(stage, "unload", None)
             if stage.name in loaded and unload is not None:
                 unload()
+
+
+class _Arrivals:
+    """A video's frames on their way from its decode thread, for the inference thread to
+    analyse while the rest decode (Stage.analyse); `stages`: the ones that can, of those
+    the video lacks, set by the decode thread once the content hash is known."""
+
+    def __init__(self):
+        self.frames: SimpleQueue = SimpleQueue()
+        self.stages: list[Stage] = []
 
 
 @dataclass
@@ -191,23 +214,27 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
             # are ~100 MB): a video waits to be read until the one before is finished.
             while waiting and len(queue) < DECODE_AHEAD:
                 if waiting[0].found.kind == "video" and (
-                        video_busy or any(q.found.kind == "video" for q, _ in queue)):
+                        video_busy or any(q.found.kind == "video" for q, _, _ in queue)):
                     return
                 w = waiting.popleft()
-                queue.append((w, pool.submit(read, w)))
+                arrivals = _Arrivals() if w.found.kind == "video" else None
+                queue.append((w, pool.submit(read, w, arrivals), arrivals))
         refill(False)
         done = 0
         try:
             while queue:
-                w, future = queue.popleft()
+                w, future, arrivals = queue.popleft()
                 refill(w.found.kind == "video")
+                if arrivals is not None:
+                    _analyse_while_decoding(future, arrivals, summary, loaded, lambda: any(
+                        f.running() for _, f, _ in queue))
                 waiting_item = _finish(store, w, future, settings, summary, problem, cache,
                                        streaks, loaded)
-                future = None                # its frames go before the next read starts
+                future = arrivals = None     # its frames go before the next read starts
                 if waiting_item is not None:
                     # A full HEIC decode (~400 ms) in a decode thread, while this thread
                     # analyses the items read ahead; the item is finished when it is back.
-                    queue.append((w, pool.submit(waiting_item.decode_full_picture)))
+                    queue.append((w, pool.submit(waiting_item.decode_full_picture), None))
                     continue
                 refill(False)
                 done += 1
@@ -215,8 +242,37 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
                     on_progress(done, total)
                 batch.tick()
         finally:
-            for _, future in queue:
+            for _, future, _ in queue:
                 future.cancel()
+
+
+def _analyse_while_decoding(future, arrivals: _Arrivals, summary: Summary,
+                            loaded: set[str], others_decoding) -> None:
+    """Inference thread, at a video still decoding: the stages' work on each frame
+    decoded so far (Stage.analyse), until the decode is done; its stages' `run` then
+    find it done. Only while no other file is decoding: the cores are then busy already,
+    and inference beside two decodes costs more CPU than it saves waiting (a roll of 200:
+    wall time +12 %). A failure here is left for `run` to meet again and report."""
+    while not future.done():
+        if others_decoding():
+            wait([future], timeout=ARRIVAL_POLL_SECONDS)
+            continue
+        try:
+            frame = arrivals.frames.get(timeout=ARRIVAL_POLL_SECONDS)
+        except Empty:
+            continue
+        for stage in arrivals.stages:
+            if stage.name not in loaded:
+                stage.load()
+                loaded.add(stage.name)
+            started = time.perf_counter()
+            try:
+                stage.analyse(frame)
+            except Exception:
+                pass
+            finally:
+                summary.stage_seconds[stage.name] = round(
+                    summary.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started, 4)
 
 
 def _base_row(w: Work) -> dict:

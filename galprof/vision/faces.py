@@ -443,6 +443,28 @@ class FacesStage:
             if frame.same_as is None:
                 self._full_pass(frame)
 
+    def _found(self, frame: Frame) -> list[tuple]:
+        """(box, original box, identity, attributes) of each face of a frame at the
+        stage's size; kept on the frame."""
+        def find(image: np.ndarray) -> list[tuple]:
+            picture = _Picture(image)    # one PIL copy of the frame for its tiles and crops
+            found = []
+            for box in self.detector.detect(image, full_pass=self._full_pass(frame),
+                                            picture=picture):
+                original = [v / frame.scale for v in box.box]
+                side = min(original[2] - original[0], original[3] - original[1])
+                identity = side >= self.tunables.min_identity_side_original
+                attrs = self.analyzer.analyze(image, box, picture()) if identity else None
+                found.append((box, original, identity, attrs))
+            return found
+        return frame.cached(("faces", "found"), find)
+
+    def analyse(self, frame: Frame) -> None:
+        """Faces and their attributes on one frame of a video, ahead of `run` (kept on
+        the frame)."""
+        if not frame.reduced:
+            self._found(frame)
+
     def run(self, frames: list[Frame], upstream: dict[str, Any]) -> FacesPayload:
         t = self.tunables
         faces: list[_Face] = []
@@ -464,15 +486,7 @@ class FacesStage:
                 continue
             frame = frame.at_least(self.long_side)
             used.append(frame)
-            picture = _Picture(frame.image)  # one PIL copy of the frame for its tiles and crops
-            for box in self.detector.detect(frame.image, full_pass=self._full_pass(frame),
-                                            picture=picture):
-                original = [v / frame.scale for v in box.box]
-                side = min(original[2] - original[0], original[3] - original[1])
-                face = _Face(pos, box, original, side >= t.min_identity_side_original)
-                if face.identity:
-                    face.attrs = self.analyzer.analyze(frame.image, box, picture())
-                faces.append(face)
+            faces += [_Face(pos, *found) for found in self._found(frame)]
         is_video = len(frames) > 1 or any(f.timestamp is not None for f in frames)
         tracks = _track(faces, len(frames), t) if is_video else []
         return _payload([Frame(f.index, f.timestamp, u.image, u.scale) for f, u in zip(frames, used)],

@@ -263,11 +263,19 @@ class ObjectsStage:
             if frame.same_as is None:
                 self._letterboxed(frame)
 
+    def _found(self, frame: Frame) -> list[Detection]:
+        # kept on the frame: a stage waiting for the full picture runs again (FullPictureNeeded)
+        return frame.cached(("objects", "found"),
+                            lambda image: self.detector.detect(image, self._letterboxed(frame)))
+
+    def analyse(self, frame: Frame) -> None:
+        """The detector on one frame of a video, ahead of `run` (kept on the frame)."""
+        if not frame.reduced:
+            self._found(frame)
+
     def _detect(self, frame: Frame) -> list[Detection]:
         detector = self.detector
-        # kept on the frame: a stage waiting for the full picture runs again (FullPictureNeeded)
-        found = frame.cached(("objects", "found"),
-                             lambda image: detector.detect(image, self._letterboxed(frame)))
+        found = self._found(frame)
         if found and frame.reduced and max(frame.image.shape[:2]) < max(detector.width,
                                                                          detector.height):
             # A preview smaller than the detector's input (an iPhone's 320 px) shows

@@ -169,6 +169,15 @@ class ScenesStage:
             if frame.same_as is None:
                 self._cropped(frame)
 
+    def _output(self, frame: Frame) -> SceneOutput:
+        return frame.cached(("scenes", "output"),
+                            lambda image: self.classifier.analyse(image, self._cropped(frame)))
+
+    def analyse(self, frame: Frame) -> None:
+        """The classifier on one frame of a video, ahead of `run` (kept on the frame)."""
+        if not frame.reduced:
+            self._output(frame)
+
     def run(self, frames: list[Frame], upstream: dict[str, Any]) -> ScenesPayload:
         by_index: dict[int, SceneOutput] = {}
         outputs = []
@@ -178,7 +187,7 @@ class ScenesStage:
             else:
                 # a HEIC preview whose full picture the objects stage had decoded: use it
                 f = f.largest_decoded()
-                output = self.classifier.analyse(f.image, self._cropped(f))
+                output = self._output(f)
             by_index[f.index] = output
             outputs.append((f.index, output))
         if not outputs:

@@ -77,12 +77,17 @@ class Frame:
         larger = self._cache.get("larger", self)
         return self if isinstance(larger, Exception) else larger
 
-    def cached(self, key, make: Callable[[np.ndarray], Any]) -> Any:
-        """make(self.image), computed once per key (a resized model input, say)."""
+    def cached(self, key, make: Callable[[np.ndarray], Any], consumes: tuple = ()) -> Any:
+        """make(self.image), computed once per key (a resized model input, say).
+        `consumes`: keys of the cached inputs `make` uses that nothing needs once its value
+        is kept (a model's input once its result is), forgotten then: a video's frames
+        analysed as they decode wait, with their results, for the rest of the video."""
         try:
             return self._cache[key]
         except KeyError:
             value = self._cache[key] = make(self.image)
+            for used in consumes:
+                self._cache.pop(used, None)
             return value
 
 

@@ -434,8 +434,11 @@ class FacesStage:
         self.detector.session = None
         self.analyzer.session = None
 
+    def _input_key(self) -> tuple:
+        return "faces", self.detector.input_size
+
     def _full_pass(self, frame: Frame):
-        return frame.cached(("faces", self.detector.input_size), self.detector.full_pass_input)
+        return frame.cached(self._input_key(), self.detector.full_pass_input)
 
     def prepare(self, frames: list[Frame]) -> None:
         """The full detector pass's input of every frame analysed (in a decode thread)."""
@@ -457,7 +460,8 @@ class FacesStage:
                 attrs = self.analyzer.analyze(image, box, picture()) if identity else None
                 found.append((box, original, identity, attrs))
             return found
-        return frame.cached(("faces", "found"), find)
+        return frame.cached(("faces", "found"), find,
+                            consumes=(self._input_key(),))
 
     def analyse(self, frame: Frame) -> None:
         """Faces and their attributes on one frame of a video, ahead of `run` (kept on

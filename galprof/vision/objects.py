@@ -253,9 +253,11 @@ class ObjectsStage:
         """Let go of the model sessions (their memory) until the next load()."""
         self.detector.session = None
 
+    def _input_key(self) -> tuple:
+        return "objects", self.detector.width, self.detector.height
+
     def _letterboxed(self, frame: Frame) -> tuple[np.ndarray, float]:
-        d = self.detector
-        return frame.cached(("objects", d.width, d.height), d.letterboxed)
+        return frame.cached(self._input_key(), self.detector.letterboxed)
 
     def prepare(self, frames: list[Frame]) -> None:
         """The letterboxed picture of every frame analysed (in a decode thread)."""
@@ -266,7 +268,8 @@ class ObjectsStage:
     def _found(self, frame: Frame) -> list[Detection]:
         # kept on the frame: a stage waiting for the full picture runs again (FullPictureNeeded)
         return frame.cached(("objects", "found"),
-                            lambda image: self.detector.detect(image, self._letterboxed(frame)))
+                            lambda image: self.detector.detect(image, self._letterboxed(frame)),
+                            consumes=(self._input_key(),))
 
     def analyse(self, frame: Frame) -> None:
         """The detector on one frame of a video, ahead of `run` (kept on the frame)."""

@@ -159,9 +159,12 @@ class ScenesStage:
         """Let go of the model sessions (their memory) until the next load()."""
         self.classifier.session = None
 
-    def _cropped(self, frame: Frame) -> np.ndarray:
+    def _input_key(self) -> tuple:
         c = self.classifier
-        return frame.cached(("scenes", c.crop, c.width, c.height), c.cropped)
+        return "scenes", c.crop, c.width, c.height
+
+    def _cropped(self, frame: Frame) -> np.ndarray:
+        return frame.cached(self._input_key(), self.classifier.cropped)
 
     def prepare(self, frames: list[Frame]) -> None:
         """The model-size picture of every frame analysed (in a decode thread)."""
@@ -171,7 +174,8 @@ class ScenesStage:
 
     def _output(self, frame: Frame) -> SceneOutput:
         return frame.cached(("scenes", "output"),
-                            lambda image: self.classifier.analyse(image, self._cropped(frame)))
+                            lambda image: self.classifier.analyse(image, self._cropped(frame)),
+                            consumes=(self._input_key(),))
 
     def analyse(self, frame: Frame) -> None:
         """The classifier on one frame of a video, ahead of `run` (kept on the frame)."""

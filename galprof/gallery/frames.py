@@ -193,17 +193,13 @@ def _load(data: bytes, long_side: int, name, max_bytes: int = MAX_DECODE_BYTES,
         with _FULL_SIZE_DECODES:
             # shrink before letting the next full-size decode start (orientation is applied
             # later and commutes with scaling; keep `info`, which holds the EXIF)
-            info = img.info
-            fitted = None
-            if img.format == "HEIF" and long_side and max(img.size) > long_side:
-                fitted = _heif_fitted(data, long_side)
-            if fitted is None:
-                img.load()
-                if long_side and max(img.size) > long_side:
-                    fitted = _fit(_rgb(img), long_side)
-            if fitted is not None:
-                img = fitted
+            if long_side and max(img.size) > long_side:
+                info = img.info
+                fitted = _heif_fitted(data, long_side) if img.format == "HEIF" else None
+                img = fitted if fitted is not None else _fit(_rgb(img), long_side)
                 img.info = info
+            else:
+                img.load()
         _release_freed_memory()
     return img, size, False
 

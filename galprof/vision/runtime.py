@@ -18,6 +18,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from galprof.errors import ModelMismatch, SetupError
+from galprof.vision import graph
 
 
 @dataclass(frozen=True)
@@ -81,18 +82,27 @@ def _native_stderr_silenced():
 class TFLiteSession:
     def __init__(self, path: Path, threads: int, extra_outputs: Sequence[str] = ()):
         interpreter_class = _tflite_interpreter_class()
+        model = {"model_path": str(path)}
+        # Input slices XNNPACK cannot run (YOLOX's Focus) are done in numpy (graph.py).
+        lifted = graph.lift_input_slices(path.read_bytes())
+        if lifted is not None:
+            model, self.lifted = {"model_content": lifted[0]}, lifted[1]
+        else:
+            self.lifted = None
         if extra_outputs:
             # Intermediate tensors share arena memory and are overwritten later in the
             # run unless preserved (measured: +0.3 ms on MobileNetV2/EfficientNet-Lite0).
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self._it = interpreter_class(model_path=str(path), num_threads=threads,
+                self._it = interpreter_class(**model, num_threads=threads,
                                              experimental_preserve_all_tensors=True)
         else:
-            self._it = interpreter_class(model_path=str(path), num_threads=threads)
+            self._it = interpreter_class(**model, num_threads=threads)
         with _native_stderr_silenced():
             self._it.allocate_tensors()
         self.inputs = [self._info(d) for d in self._it.get_input_details()]
+        if self.lifted is not None:     # callers feed the original input
+            self.inputs[0] = TensorInfo(self.lifted.name, self.lifted.shape, self.lifted.dtype)
         self.outputs = [self._info(d) for d in self._it.get_output_details()]
         self._in_idx = [d["index"] for d in self._it.get_input_details()]
         self._out_idx = [(d["name"], d["index"]) for d in self._it.get_output_details()]
@@ -110,6 +120,8 @@ class TFLiteSession:
                           float(scale), int(zero))
 
     def run(self, feeds):
+        if self.lifted is not None:
+            feeds = [self.lifted.apply(feeds[0]), *feeds[1:]]
         for idx, array in zip(self._in_idx, feeds):
             self._it.set_tensor(idx, array)
         self._it.invoke()

@@ -1,0 +1,96 @@
+"""graph.lift_input_slices: YOLOX's Focus slices done in numpy, the outputs unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from galprof.vision import graph
+from galprof.vision.objects import ObjectDetector
+from galprof.vision.runtime import TFLiteSession, _tflite_interpreter_class
+
+schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
+flatbuffers = pytest.importorskip("flatbuffers")
+
+
+def whole_graph_outputs(model: bytes, feed: np.ndarray) -> np.ndarray:
+    """The model run as it is, by the runtime alone."""
+    it = _tflite_interpreter_class()(model_content=model, num_threads=2)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], feed)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"]).copy()
+
+
+def detector_input(shared_models: Path, image: Path) -> np.ndarray:
+    detector = ObjectDetector("yolox_nano", threads=1, models_dir=shared_models)
+    feeds, _ = detector._preprocess(np.asarray(Image.open(image).convert("RGB")))
+    return feeds[0]
+
+
+def edited(model: bytes, edit) -> bytes:
+    m = schema.ModelT.InitFromPackedBuf(model, 0)
+    edit(m)
+    builder = flatbuffers.Builder(len(model) + 4096)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+@pytest.fixture(scope="module")
+def yolox(shared_models) -> bytes:
+    return (shared_models / "yolox_nano.tflite").read_bytes()
+
+
+def test_yolox_focus_is_lifted_and_outputs_are_bit_identical(shared_models, testmedia, yolox):
+    session = TFLiteSession(shared_models / "yolox_nano.tflite", 2)
+    assert session.lifted is not None
+    # callers still see (and feed) the original input; the runtime gets the space-to-depth
+    assert session.inputs[0].shape == (1, 416, 416, 3)
+    assert session._it.get_input_details()[0]["shape"].tolist() == [1, 208, 208, 12]
+    for name in ("darknet_dog.jpg", "ul_bus.jpg", "tfyolo_kitchen.jpg"):
+        feed = detector_input(shared_models, testmedia / "scenes" / name)
+        got = session.run([feed])[session.outputs[0].name]
+        assert np.array_equal(got, whole_graph_outputs(yolox, feed)), name
+
+
+def test_parts_follow_the_concatenation_order(shared_models, testmedia, yolox):
+    """The numpy parts are taken in the concatenation's order, whatever it is."""
+    def reverse_concat(m):
+        concat = m.subgraphs[0].operators[4]
+        concat.inputs = concat.inputs[::-1]
+    model = edited(yolox, reverse_concat)
+    cut, lifted = graph.lift_input_slices(model)
+    assert [(s[1].start, s[2].start) for s in lifted.slices] == [(1, 1), (0, 1), (1, 0), (0, 0)]
+    feed = detector_input(shared_models, testmedia / "scenes" / "darknet_dog.jpg")
+    assert np.array_equal(whole_graph_outputs(cut, lifted.apply(feed)),
+                          whole_graph_outputs(model, feed))
+    # a different graph than YOLOX's: the outputs do differ from the original's
+    assert not np.array_equal(whole_graph_outputs(model, feed), whole_graph_outputs(yolox, feed))
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(lambda m: setattr(m.subgraphs[0].operators[0].builtinOptions,
+                                   "shrinkAxisMask", 2), id="shrink-mask"),
+    pytest.param(lambda m: setattr(m.subgraphs[0].operators[5], "inputs", np.array(
+        [m.subgraphs[0].inputs[0], *m.subgraphs[0].operators[5].inputs[1:]])),
+        id="input-used-later"),
+    pytest.param(lambda m: m.subgraphs[0].operators.pop(4), id="no-concatenation"),
+])
+def test_graphs_it_cannot_cut_run_as_they_are(yolox, edit):
+    assert graph.lift_input_slices(edited(yolox, edit)) is None
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2_1.0_224_quant.tflite",
+                                  "face_detection_full_range.tflite",
+                                  "hse_age_gender_identity_int8.tflite"])
+def test_other_models_are_not_cut(shared_models, name):
+    assert graph.lift_input_slices((shared_models / name).read_bytes()) is None
+    assert TFLiteSession(shared_models / name, 1).lifted is None
+
+
+def test_unreadable_bytes_are_left_to_the_runtime(yolox):
+    assert graph.lift_input_slices(yolox[: len(yolox) // 3]) is None
+    assert graph.lift_input_slices(b"not a model at all") is None

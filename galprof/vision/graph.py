@@ -33,6 +33,16 @@ class LiftedInput:
     def apply(self, array: np.ndarray) -> np.ndarray:
         return np.concatenate([array[s] for s in self.slices], axis=self.axis)
 
+    def write(self, array: np.ndarray, out: np.ndarray) -> None:
+        """apply(array) written into `out` (the runtime's input tensor): no concatenated
+        copy to make and then copy again."""
+        start = 0
+        for part in self.slices:
+            piece = array[part]
+            end = start + piece.shape[self.axis]
+            out[(slice(None),) * self.axis + (slice(start, end),)] = piece
+            start = end
+
 
 def _schema():
     try:

@@ -120,9 +120,12 @@ class TFLiteSession:
                           float(scale), int(zero))
 
     def run(self, feeds):
+        inputs = list(zip(self._in_idx, feeds))
         if self.lifted is not None:
-            feeds = [self.lifted.apply(feeds[0]), *feeds[1:]]
-        for idx, array in zip(self._in_idx, feeds):
+            # into the input tensor itself; the view must be gone before invoke()
+            self.lifted.write(feeds[0], self._it.tensor(self._in_idx[0])())
+            inputs = inputs[1:]
+        for idx, array in inputs:
             self._it.set_tensor(idx, array)
         self._it.invoke()
         return {name: self._it.get_tensor(idx) for name, idx in self._out_idx}

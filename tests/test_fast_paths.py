@@ -331,6 +331,35 @@ def test_inputs_made_ahead_in_a_decode_thread_are_what_run_makes(testmedia, stag
         assert all(np.array_equal(made_arrays[k], own_arrays[k]) for k in own_arrays)
 
 
+def test_the_stages_inputs_come_from_one_picture_let_go_after(testmedia, stages, monkeypatch):
+    """A frame is copied into Pillow once for every stage's resizes (a photo not at all:
+    the decoder's own picture is kept), and the picture is let go once the inputs are
+    made, and once the faces stage, which crops from it, is done."""
+    from PIL import Image
+
+    from galprof.pipeline.ingest import _prepare
+    from galprof.stages import PICTURE
+    photo = decode_photo((testmedia / "scenes/darknet_dog.jpg").read_bytes(), 1280).frames[0]
+    assert photo.picture() is photo.picture()
+    assert np.array_equal(np.asarray(photo.picture()), photo.image)
+    video = decode_video(testmedia / "videos/derived/intel_head-pose-face-detection-female-"
+                                     "and-male_from_gif.mp4", 1280, 5, 2).frames[0]
+    copies = []
+    real = Image.fromarray
+    monkeypatch.setattr(Image, "fromarray", lambda *a, **k: copies.append(1) or real(*a, **k))
+    _prepare(list(stages), [photo])
+    assert copies == []
+    _prepare(list(stages), [video])
+    assert copies == [1]
+    monkeypatch.undo()
+    for frame in (photo, video):
+        assert PICTURE not in frame._cache
+        assert all(stage._input_key() in frame._cache for stage in stages)
+    faces = stages[2]
+    faces.run([video], {})
+    assert PICTURE not in video._cache and ("faces", "found") in video._cache
+
+
 def test_a_video_is_analysed_while_it_decodes_with_the_same_results(
         testmedia, tmp_path, stages, monkeypatch):
     folder = tmp_path / "roll"

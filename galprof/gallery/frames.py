@@ -25,7 +25,7 @@ from galprof import tunables
 from galprof.errors import MediaError
 from galprof.gallery.metadata import (Metadata, exif_from_bytes, original_orientation,
                                      video_metadata)
-from galprof.stages import Frame
+from galprof.stages import PICTURE, Frame
 from galprof.gallery.hashing import hash_bytes, hash_stream
 
 try:
@@ -305,6 +305,7 @@ def decode_photo(source: bytes | os.PathLike | str, long_side: int, name=None,
             return full.image, full.scale
     frame = Frame(index=0, timestamp=None, image=np.asarray(img), scale=img.width / meta.width,
                   enlarge=enlarge)
+    frame.keep(PICTURE, img)          # the same pixels: the stages resize from it
     return Decoded(meta, [frame], meta.warnings + notes)
 
 

@@ -27,7 +27,7 @@ from galprof.errors import MediaError, StageFailed
 from galprof.gallery import frames as frames_mod
 from galprof.pipeline.changes import Cache, Work
 from galprof.pipeline.settings import Settings, Summary
-from galprof.stages import Frame, FullPictureNeeded, Stage
+from galprof.stages import PICTURE, Frame, FullPictureNeeded, Stage
 from galprof.store.db import now
 
 # Commit at least this often, so a killed run loses little work.
@@ -191,8 +191,9 @@ class _Item:
 
 def _prepare(stages: list[Stage], frames) -> None:
     """Let each stage make its model inputs here, in the decode thread, ahead of its run
-    (Stage.prepare: pure pixel work, cached on the frames). A failure is the stage's to
-    report when it runs."""
+    (Stage.prepare: pure pixel work, cached on the frames), all from one PIL picture of
+    each frame, let go then (a video's 40 frames would keep ~200 MB). A failure is the
+    stage's to report when it runs."""
     for stage in stages:
         prepare = getattr(stage, "prepare", None)
         if prepare is not None:
@@ -200,6 +201,8 @@ def _prepare(stages: list[Stage], frames) -> None:
                 prepare(frames)
             except Exception:
                 pass
+    for frame in frames:
+        frame.forget(PICTURE)
 
 
 def _run(store, work, settings, summary, problem, on_progress, read, cache, streaks, loaded,

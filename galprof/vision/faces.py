@@ -18,7 +18,7 @@ from PIL import Image
 from galprof import tunables
 from galprof.errors import ModelMismatch
 from galprof.payloads import Face, FacesFrame, FacesPayload, Track
-from galprof.stages import Frame
+from galprof.stages import PICTURE, Frame
 from galprof.vision import transforms
 from galprof.vision.base import Model
 from galprof.vision.runtime import Session
@@ -164,10 +164,11 @@ class FaceDetector(Model):
         canvas, context = self._canvas(picture, window)
         return [transforms.normalise_minus_one_to_one(canvas)[None]], context
 
-    def full_pass_input(self, image: np.ndarray):
-        """(uint8 canvas, context) of the pass over the whole image; pure, so a decode
-        thread may make it ahead (Frame.cached)."""
-        return self._canvas(Image.fromarray(image), None)
+    def full_pass_input(self, image: np.ndarray | Image.Image):
+        """(uint8 canvas, context) of the pass over the whole image (or its PIL picture);
+        pure, so a decode thread may make it ahead (Frame.cached)."""
+        return self._canvas(image if isinstance(image, Image.Image) else Image.fromarray(image),
+                            None)
 
     def _run_pass(self, canvas: np.ndarray, context, hints: bool = False):
         """Faces of one letterboxed region; with `hints`, also whether the pass saw an
@@ -370,18 +371,6 @@ class FaceAnalyzer(Model):
 # ---------------------------------------------------------------- the stage
 
 
-class _Picture:
-    """An image as a PIL image, made on first use (call it)."""
-
-    def __init__(self, image: np.ndarray):
-        self.image, self._picture = image, None
-
-    def __call__(self) -> Image.Image:
-        if self._picture is None:
-            self._picture = Image.fromarray(self.image)
-        return self._picture
-
-
 @dataclass
 class _Face:
     frame: int                       # position in the frames list
@@ -438,7 +427,8 @@ class FacesStage:
         return "faces", self.detector.input_size
 
     def _full_pass(self, frame: Frame):
-        return frame.cached(self._input_key(), self.detector.full_pass_input)
+        return frame.cached(self._input_key(),
+                            lambda _: self.detector.full_pass_input(frame.picture()))
 
     def prepare(self, frames: list[Frame]) -> None:
         """The full detector pass's input of every frame analysed (in a decode thread)."""
@@ -450,7 +440,7 @@ class FacesStage:
         """(box, original box, identity, attributes) of each face of a frame at the
         stage's size; kept on the frame."""
         def find(image: np.ndarray) -> list[tuple]:
-            picture = _Picture(image)    # one PIL copy of the frame for its tiles and crops
+            picture = frame.picture      # one PIL copy of the frame for its tiles and crops
             found = []
             for box in self.detector.detect(image, full_pass=self._full_pass(frame),
                                             picture=picture):
@@ -461,7 +451,7 @@ class FacesStage:
                 found.append((box, original, identity, attrs))
             return found
         return frame.cached(("faces", "found"), find,
-                            consumes=(self._input_key(),))
+                            consumes=(self._input_key(), PICTURE))
 
     def analyse(self, frame: Frame) -> None:
         """Faces and their attributes on one frame of a video, ahead of `run` (kept on

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from PIL import Image
 
 from galprof.errors import ModelMismatch
 from galprof.payloads import Detection, ObjectsPayload
@@ -105,10 +106,11 @@ class ObjectDetector(Model):
                 np.float32)
         return self
 
-    def letterboxed(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        """The image resized to fit the network's input (the letterbox's picture, before
-        padding) and the ratio; pure, so a decode thread may make it ahead (Frame.cached)."""
-        h, w = image.shape[:2]
+    def letterboxed(self, image: np.ndarray | Image.Image) -> tuple[np.ndarray, float]:
+        """The image (or its PIL picture) resized to fit the network's input (the
+        letterbox's picture, before padding) and the ratio; pure, so a decode thread may
+        make it ahead (Frame.cached)."""
+        w, h = transforms.size_of(image)
         ratio = min(self.width / w, self.height / h)
         nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
         return transforms.resize(image, nw, nh), ratio
@@ -271,7 +273,7 @@ class ObjectsStage:
         return "objects", self.detector.width, self.detector.height
 
     def _letterboxed(self, frame: Frame) -> tuple[np.ndarray, float]:
-        return frame.cached(self._input_key(), self.detector.letterboxed)
+        return frame.cached(self._input_key(), lambda _: self.detector.letterboxed(frame.picture()))
 
     def prepare(self, frames: list[Frame]) -> None:
         """The letterboxed picture of every frame analysed (in a decode thread)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from galprof.payloads import SceneLabel, ScenesPayload
 from galprof.stages import Frame
@@ -81,9 +82,9 @@ class SceneClassifier(Model):
                 self.session = session
         return self
 
-    def cropped(self, image: np.ndarray) -> np.ndarray:
-        """The model-size uint8 RGB picture of an image (see CROP_MODES); pure, so a
-        decode thread may make it ahead (Frame.cached)."""
+    def cropped(self, image: np.ndarray | Image.Image) -> np.ndarray:
+        """The model-size uint8 RGB picture of an image or its PIL picture (see
+        CROP_MODES); pure, so a decode thread may make it ahead (Frame.cached)."""
         if self.crop == "center":
             side = min(self.width, self.height)
             return transforms.center_crop(transforms.resize_shorter(image, side),
@@ -164,7 +165,7 @@ class ScenesStage:
         return "scenes", c.crop, c.width, c.height
 
     def _cropped(self, frame: Frame) -> np.ndarray:
-        return frame.cached(self._input_key(), self.classifier.cropped)
+        return frame.cached(self._input_key(), lambda _: self.classifier.cropped(frame.picture()))
 
     def prepare(self, frames: list[Frame]) -> None:
         """The model-size picture of every frame analysed (in a decode thread)."""

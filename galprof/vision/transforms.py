@@ -15,17 +15,26 @@ from PIL import Image
 # ---------------------------------------------------------------- resizing
 
 
-def resize(image: np.ndarray, width: int, height: int,
+def size_of(image: np.ndarray | Image.Image) -> tuple[int, int]:
+    """(width, height) of an array or a PIL image."""
+    return image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
+
+
+def resize(image: np.ndarray | Image.Image, width: int, height: int,
            resample: int = Image.BILINEAR) -> np.ndarray:
-    """The image resized to exactly width x height (aspect ratio not kept)."""
-    if image.shape[1] == width and image.shape[0] == height:
-        return image
-    return np.asarray(Image.fromarray(image).resize((width, height), resample))
+    """The image (an array, or the same pixels as a PIL image: Frame.picture, which saves
+    the copy Pillow makes of an array) resized to exactly width x height (aspect ratio
+    not kept)."""
+    if size_of(image) == (width, height):
+        return np.asarray(image)
+    source = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    return np.asarray(source.resize((width, height), resample))
 
 
-def resize_shorter(image: np.ndarray, side: int, resample: int = Image.BILINEAR) -> np.ndarray:
+def resize_shorter(image: np.ndarray | Image.Image, side: int,
+                   resample: int = Image.BILINEAR) -> np.ndarray:
     """The image resized so that its shorter side is `side`, keeping the aspect ratio."""
-    h, w = image.shape[:2]
+    w, h = size_of(image)
     r = side / min(h, w)
     return resize(image, max(1, round(w * r)), max(1, round(h * r)), resample)
 

@@ -366,10 +366,10 @@ class _TimedSession:
     def __init__(self, session, counter: list):
         self._session, self._counter = session, counter
 
-    def run(self, feeds):
+    def run(self, feeds, copy=True):
         started = time.perf_counter()
         try:
-            return self._session.run(feeds)
+            return self._session.run(feeds, copy)
         finally:
             self._counter[0] += time.perf_counter() - started
             self._counter[1] += 1

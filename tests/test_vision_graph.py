@@ -1,4 +1,5 @@
-"""graph.lift_input_slices: YOLOX's Focus slices done in numpy, the outputs unchanged."""
+"""TFLite sessions: YOLOX's Focus slices done in numpy (graph.lift_input_slices) and outputs
+read in place, with the outputs unchanged."""
 
 from __future__ import annotations
 
@@ -94,3 +95,17 @@ def test_other_models_are_not_cut(shared_models, name):
 def test_unreadable_bytes_are_left_to_the_runtime(yolox):
     assert graph.lift_input_slices(yolox[: len(yolox) // 3]) is None
     assert graph.lift_input_slices(b"not a model at all") is None
+
+
+def test_outputs_read_in_place_are_the_copies_values(shared_models, testmedia):
+    """run(copy=False) gives views of the runtime's buffers (what the detector reads
+    once): the same values; once let go, the next run goes on."""
+    session = TFLiteSession(shared_models / "yolox_nano.tflite", 2)
+    name = session.outputs[0].name
+    dog = detector_input(shared_models, testmedia / "scenes" / "darknet_dog.jpg")
+    bus = detector_input(shared_models, testmedia / "scenes" / "ul_bus.jpg")
+    copied = session.run([dog])[name]
+    viewed = session.run([dog], copy=False)[name]
+    assert not viewed.flags.owndata and np.array_equal(viewed, copied)
+    del viewed
+    assert not np.array_equal(session.run([bus], copy=False)[name], copied)

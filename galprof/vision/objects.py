@@ -142,7 +142,8 @@ class ObjectDetector(Model):
         """predict(image), given the letterboxed picture when the caller has it."""
         self.load()
         feeds, context = self._preprocess(image, prepared)
-        return self._postprocess(self.session.run(feeds), context)
+        # read in place: _postprocess keeps nothing of the output array
+        return self._postprocess(self.session.run(feeds, copy=False), context)
 
     def _postprocess(self, outputs: dict[str, np.ndarray], context: Any) -> list[Detection]:
         ratio, width, height = context

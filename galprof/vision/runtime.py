@@ -35,8 +35,10 @@ class Session(Protocol):
     outputs: list[TensorInfo]
     extra_outputs: list[TensorInfo]   # intermediate tensors asked for in open_session
 
-    def run(self, feeds: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Run once; returns every output by name."""
+    def run(self, feeds: list[np.ndarray], copy: bool = True) -> dict[str, np.ndarray]:
+        """Run once; returns every output by name. `copy=False`: the outputs may be views
+        of the runtime's own buffers, which the caller must let go of before the next
+        run (YOLOX's 1.2 MB output, read once: its copy, a new mapping, cost 0.6-2.4 ms)."""
         ...
 
 
@@ -119,7 +121,7 @@ class TFLiteSession:
         return TensorInfo(d["name"], tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]),
                           float(scale), int(zero))
 
-    def run(self, feeds):
+    def run(self, feeds, copy=True):
         inputs = list(zip(self._in_idx, feeds))
         if self.lifted is not None:
             # into the input tensor itself; the view must be gone before invoke()
@@ -128,6 +130,8 @@ class TFLiteSession:
         for idx, array in inputs:
             self._it.set_tensor(idx, array)
         self._it.invoke()
+        if not copy:
+            return {name: self._it.tensor(idx)() for name, idx in self._out_idx}
         return {name: self._it.get_tensor(idx) for name, idx in self._out_idx}
 
 
@@ -167,7 +171,7 @@ class OnnxSession:
                                 "(ONNX sessions only return graph outputs)")
         self.extra_outputs = [o for o in self.outputs if o.name in extra_outputs]
 
-    def run(self, feeds):
+    def run(self, feeds, copy=True):      # onnxruntime's outputs are new arrays anyway
         names = [i.name for i in self.inputs]
         values = self._s.run(None, dict(zip(names, feeds)), self._run_options)
         return {o.name: v for o, v in zip(self.outputs, values)}

@@ -95,7 +95,6 @@ class Frame:
                 self._cache.pop(used, None)
             return value
 
-
     def picture(self) -> Image.Image:
         """The image as a PIL image, for the stages' resizes and crops: the decoder's own
         when it kept it (keep), else made once (a 1280 px copy costs ~3 ms, mostly page
@@ -108,6 +107,9 @@ class Frame:
 
     def forget(self, key) -> None:
         self._cache.pop(key, None)
+
+    def has(self, key) -> bool:
+        return key in self._cache
 
 
 class FullPictureNeeded(Exception):

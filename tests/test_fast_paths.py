@@ -355,6 +355,16 @@ def test_the_stages_inputs_come_from_one_picture_let_go_after(testmedia, stages,
     for frame in (photo, video):
         assert PICTURE not in frame._cache
         assert all(stage._input_key() in frame._cache for stage in stages)
+    # frame by frame: one picture alive at a time, whatever the number of frames
+    frames = decode_video(testmedia / "videos/derived/intel_head-pose-face-detection-female-"
+                                      "and-male_from_gif.mp4", 1280, 5, 4).frames
+    alive = []
+
+    class Counting:                   # a stage that only looks
+        def prepare(self, some):
+            alive.append(sum(f.has(PICTURE) for f in frames))
+    _prepare([*stages, Counting()], frames)
+    assert len(alive) == len(frames) > 1 and set(alive) == {1}
     faces = stages[2]
     faces.run([video], {})
     assert PICTURE not in video._cache and ("faces", "found") in video._cache
@@ -392,7 +402,13 @@ def test_a_video_is_analysed_while_it_decodes_with_the_same_results(
                     gave_up.append(frame.index)
     monkeypatch.setattr(frames_mod, "decode_video", noted_decode)
     monkeypatch.setattr(frames_mod._Sampler, "add", add_in_turn)
+    inputs_at_run: list[bool] = []               # an input made again for a frame analysed
     for stage in stages:
+        def timed_run(frames, upstream, stage=stage, run_=stage.run):
+            inputs_at_run.extend(stage._input_key() in f._cache for f in frames)
+            return run_(frames, upstream)
+        monkeypatch.setattr(stage, "run", timed_run)
+
         def noted(frame, stage=stage, analyse=stage.analyse):
             analyse(frame)
             inputs_kept.append(stage._input_key() in frame._cache)
@@ -417,6 +433,7 @@ def test_a_video_is_analysed_while_it_decodes_with_the_same_results(
         assert all(np.allclose(got_arrays[k], want_arrays[k]) for k in want_arrays)
     assert sum(len(f.faces) for f in stored["faces"].payload.frames) >= 10   # faces to compare
     assert inputs_kept and not any(inputs_kept)  # the results wait for the video, not inputs
+    assert inputs_at_run and not any(inputs_at_run)   # nor are they made again after it
 
 
 def test_a_frame_derives_each_input_once():

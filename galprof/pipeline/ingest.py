@@ -191,17 +191,16 @@ class _Item:
 
 def _prepare(stages: list[Stage], frames) -> None:
     """Let each stage make its model inputs here, in the decode thread, ahead of its run
-    (Stage.prepare: pure pixel work, cached on the frames), all from one PIL picture of
-    each frame, let go then (a video's 40 frames would keep ~200 MB). A failure is the
-    stage's to report when it runs."""
-    for stage in stages:
-        prepare = getattr(stage, "prepare", None)
-        if prepare is not None:
+    (Stage.prepare: pure pixel work, cached on the frames), frame by frame, all from one
+    PIL picture of the frame, let go then (a video's 40 frames would hold ~150 MB of
+    them). A failure is the stage's to report when it runs."""
+    prepares = [p for p in (getattr(stage, "prepare", None) for stage in stages) if p]
+    for frame in frames:
+        for prepare in prepares:
             try:
-                prepare(frames)
+                prepare([frame])
             except Exception:
                 pass
-    for frame in frames:
         frame.forget(PICTURE)
 
 

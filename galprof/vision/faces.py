@@ -25,6 +25,8 @@ from galprof.vision.runtime import Session
 
 # Bump when a change here can change the payload of the faces stage.
 CODE_REVISION = 1
+# Frame.cached key of a frame's faces.
+_FOUND = ("faces", "found")
 
 
 @tunables.defaults("faces")
@@ -431,9 +433,10 @@ class FacesStage:
                             lambda _: self.detector.full_pass_input(frame.picture()))
 
     def prepare(self, frames: list[Frame]) -> None:
-        """The full detector pass's input of every frame analysed (in a decode thread)."""
+        """The full detector pass's input of every frame to analyse (in a decode
+        thread): not of a repeat, nor of a frame analysed already."""
         for frame in frames:
-            if frame.same_as is None:
+            if frame.same_as is None and not frame.has(_FOUND):
                 self._full_pass(frame)
 
     def _found(self, frame: Frame) -> list[tuple]:
@@ -450,7 +453,7 @@ class FacesStage:
                 attrs = self.analyzer.analyze(image, box, picture()) if identity else None
                 found.append((box, original, identity, attrs))
             return found
-        return frame.cached(("faces", "found"), find,
+        return frame.cached(_FOUND, find,
                             consumes=(self._input_key(), PICTURE))
 
     def analyse(self, frame: Frame) -> None:

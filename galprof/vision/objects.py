@@ -39,6 +39,8 @@ TILE_EDGE_MARGIN = 0.02
 # A tile detection lying this much (fraction of its area) inside a larger same-label
 # box is a piece of that object seen by one tile, not another object.
 TILE_CONTAINED = 0.8
+# Frame.cached key of a frame's detections.
+_FOUND = ("objects", "found")
 # Bump when this module's output for the same pixels and model changes (cache key).
 CODE_REVISION = 2
 
@@ -277,14 +279,15 @@ class ObjectsStage:
         return frame.cached(self._input_key(), lambda _: self.detector.letterboxed(frame.picture()))
 
     def prepare(self, frames: list[Frame]) -> None:
-        """The letterboxed picture of every frame analysed (in a decode thread)."""
+        """The letterboxed picture of every frame to analyse (in a decode thread): not of
+        a repeat, nor of a frame analysed already (a video's, as it decoded)."""
         for frame in frames:
-            if frame.same_as is None:
+            if frame.same_as is None and not frame.has(_FOUND):
                 self._letterboxed(frame)
 
     def _found(self, frame: Frame) -> list[Detection]:
         # kept on the frame: a stage waiting for the full picture runs again (FullPictureNeeded)
-        return frame.cached(("objects", "found"),
+        return frame.cached(_FOUND,
                             lambda image: self.detector.detect(image, self._letterboxed(frame)),
                             consumes=(self._input_key(),))
 

@@ -41,6 +41,8 @@ FRAME_TOP_K = 5
 ITEM_TOP_K = 10
 # Bump when this module's output for the same pixels and model changes (cache key).
 CODE_REVISION = 1
+# Frame.cached key of a frame's classifier output.
+_OUTPUT = ("scenes", "output")
 
 
 @dataclass
@@ -168,13 +170,14 @@ class ScenesStage:
         return frame.cached(self._input_key(), lambda _: self.classifier.cropped(frame.picture()))
 
     def prepare(self, frames: list[Frame]) -> None:
-        """The model-size picture of every frame analysed (in a decode thread)."""
+        """The model-size picture of every frame to analyse (in a decode thread): not of
+        a repeat, nor of a frame analysed already."""
         for frame in frames:
-            if frame.same_as is None:
+            if frame.same_as is None and not frame.has(_OUTPUT):
                 self._cropped(frame)
 
     def _output(self, frame: Frame) -> SceneOutput:
-        return frame.cached(("scenes", "output"),
+        return frame.cached(_OUTPUT,
                             lambda image: self.classifier.analyse(image, self._cropped(frame)),
                             consumes=(self._input_key(),))
 

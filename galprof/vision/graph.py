@@ -30,12 +30,9 @@ class LiftedInput:
     shape: tuple[int, ...]
     dtype: np.dtype
 
-    def apply(self, array: np.ndarray) -> np.ndarray:
-        return np.concatenate([array[s] for s in self.slices], axis=self.axis)
-
     def write(self, array: np.ndarray, out: np.ndarray) -> None:
-        """apply(array) written into `out` (the runtime's input tensor): no concatenated
-        copy to make and then copy again."""
+        """The parts of `array` concatenated into `out` (the runtime's input tensor): no
+        concatenated copy to make and then copy again."""
         start = 0
         for part in self.slices:
             piece = array[part]

@@ -92,7 +92,7 @@ class Frame:
         except KeyError:
             value = self._cache[key] = make(self.image)
             for used in consumes:
-                self._cache.pop(used, None)
+                self.forget(used)
             return value
 
     def picture(self) -> Image.Image:
@@ -101,15 +101,17 @@ class Frame:
         faults of a new mapping). The pipeline forgets it once the inputs are made."""
         return self.cached(PICTURE, Image.fromarray)
 
+    def cached_from_picture(self, key, make: Callable[[Image.Image], Any]) -> Any:
+        """make(self.picture()), computed once per key: a model input resized from the
+        frame's one PIL picture."""
+        return self.cached(key, lambda _: make(self.picture()))
+
     def keep(self, key, value) -> None:
         """Cache a value made elsewhere (the decoder's PIL image as PICTURE)."""
         self._cache[key] = value
 
     def forget(self, key) -> None:
         self._cache.pop(key, None)
-
-    def has(self, key) -> bool:
-        return key in self._cache
 
 
 class FullPictureNeeded(Exception):

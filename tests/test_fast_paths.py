@@ -362,7 +362,7 @@ def test_the_stages_inputs_come_from_one_picture_let_go_after(testmedia, stages,
 
     class Counting:                   # a stage that only looks
         def prepare(self, some):
-            alive.append(sum(f.has(PICTURE) for f in frames))
+            alive.append(sum(PICTURE in f._cache for f in frames))
     _prepare([*stages, Counting()], frames)
     assert len(alive) == len(frames) > 1 and set(alive) == {1}
     faces = stages[2]

@@ -131,7 +131,11 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
                                                 for_stages=True,
                                                 on_frame=arrived if arrivals else None)
         if decoded.frames:
-            _prepare(cache.todo(digest, w.found.kind), decoded.frames)
+            # a video's frames had the analysing stages' inputs made as they arrived (and
+            # maybe analysed and let go since): only the other stages' are made here
+            on_arrival = arrivals.stages if arrivals is not None else []
+            _prepare([s for s in cache.todo(digest, w.found.kind) if s not in on_arrival],
+                     decoded.frames)
         return _Item(digest, decoded, time.perf_counter() - started)
 
     if on_progress:

@@ -25,8 +25,6 @@ from galprof.vision.runtime import Session
 
 # Bump when a change here can change the payload of the faces stage.
 CODE_REVISION = 1
-# Frame.cached key of a frame's faces.
-_FOUND = ("faces", "found")
 
 
 @tunables.defaults("faces")
@@ -169,8 +167,7 @@ class FaceDetector(Model):
     def full_pass_input(self, image: np.ndarray | Image.Image):
         """(uint8 canvas, context) of the pass over the whole image (or its PIL picture);
         pure, so a decode thread may make it ahead (Frame.cached)."""
-        return self._canvas(image if isinstance(image, Image.Image) else Image.fromarray(image),
-                            None)
+        return self._canvas(transforms.picture_of(image), None)
 
     def _run_pass(self, canvas: np.ndarray, context, hints: bool = False):
         """Faces of one letterboxed region; with `hints`, also whether the pass saw an
@@ -429,14 +426,12 @@ class FacesStage:
         return "faces", self.detector.input_size
 
     def _full_pass(self, frame: Frame):
-        return frame.cached(self._input_key(),
-                            lambda _: self.detector.full_pass_input(frame.picture()))
+        return frame.cached_from_picture(self._input_key(), self.detector.full_pass_input)
 
     def prepare(self, frames: list[Frame]) -> None:
-        """The full detector pass's input of every frame to analyse (in a decode
-        thread): not of a repeat, nor of a frame analysed already."""
+        """The full detector pass's input of every frame analysed (in a decode thread)."""
         for frame in frames:
-            if frame.same_as is None and not frame.has(_FOUND):
+            if frame.same_as is None:
                 self._full_pass(frame)
 
     def _found(self, frame: Frame) -> list[tuple]:
@@ -453,7 +448,7 @@ class FacesStage:
                 attrs = self.analyzer.analyze(image, box, picture()) if identity else None
                 found.append((box, original, identity, attrs))
             return found
-        return frame.cached(_FOUND, find,
+        return frame.cached(("faces", "found"), find,
                             consumes=(self._input_key(), PICTURE))
 
     def analyse(self, frame: Frame) -> None:

@@ -39,8 +39,6 @@ TILE_EDGE_MARGIN = 0.02
 # A tile detection lying this much (fraction of its area) inside a larger same-label
 # box is a piece of that object seen by one tile, not another object.
 TILE_CONTAINED = 0.8
-# Frame.cached key of a frame's detections.
-_FOUND = ("objects", "found")
 # Bump when this module's output for the same pixels and model changes (cache key).
 CODE_REVISION = 2
 
@@ -276,18 +274,17 @@ class ObjectsStage:
         return "objects", self.detector.width, self.detector.height
 
     def _letterboxed(self, frame: Frame) -> tuple[np.ndarray, float]:
-        return frame.cached(self._input_key(), lambda _: self.detector.letterboxed(frame.picture()))
+        return frame.cached_from_picture(self._input_key(), self.detector.letterboxed)
 
     def prepare(self, frames: list[Frame]) -> None:
-        """The letterboxed picture of every frame to analyse (in a decode thread): not of
-        a repeat, nor of a frame analysed already (a video's, as it decoded)."""
+        """The letterboxed picture of every frame analysed (in a decode thread)."""
         for frame in frames:
-            if frame.same_as is None and not frame.has(_FOUND):
+            if frame.same_as is None:
                 self._letterboxed(frame)
 
     def _found(self, frame: Frame) -> list[Detection]:
         # kept on the frame: a stage waiting for the full picture runs again (FullPictureNeeded)
-        return frame.cached(_FOUND,
+        return frame.cached(("objects", "found"),
                             lambda image: self.detector.detect(image, self._letterboxed(frame)),
                             consumes=(self._input_key(),))
 

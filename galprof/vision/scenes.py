@@ -41,8 +41,6 @@ FRAME_TOP_K = 5
 ITEM_TOP_K = 10
 # Bump when this module's output for the same pixels and model changes (cache key).
 CODE_REVISION = 1
-# Frame.cached key of a frame's classifier output.
-_OUTPUT = ("scenes", "output")
 
 
 @dataclass
@@ -167,17 +165,16 @@ class ScenesStage:
         return "scenes", c.crop, c.width, c.height
 
     def _cropped(self, frame: Frame) -> np.ndarray:
-        return frame.cached(self._input_key(), lambda _: self.classifier.cropped(frame.picture()))
+        return frame.cached_from_picture(self._input_key(), self.classifier.cropped)
 
     def prepare(self, frames: list[Frame]) -> None:
-        """The model-size picture of every frame to analyse (in a decode thread): not of
-        a repeat, nor of a frame analysed already."""
+        """The model-size picture of every frame analysed (in a decode thread)."""
         for frame in frames:
-            if frame.same_as is None and not frame.has(_OUTPUT):
+            if frame.same_as is None:
                 self._cropped(frame)
 
     def _output(self, frame: Frame) -> SceneOutput:
-        return frame.cached(_OUTPUT,
+        return frame.cached(("scenes", "output"),
                             lambda image: self.classifier.analyse(image, self._cropped(frame)),
                             consumes=(self._input_key(),))
 

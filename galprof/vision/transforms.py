@@ -20,6 +20,11 @@ def size_of(image: np.ndarray | Image.Image) -> tuple[int, int]:
     return image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
 
 
+def picture_of(image: np.ndarray | Image.Image) -> Image.Image:
+    """The image as a PIL image (itself when it is one)."""
+    return image if isinstance(image, Image.Image) else Image.fromarray(image)
+
+
 def resize(image: np.ndarray | Image.Image, width: int, height: int,
            resample: int = Image.BILINEAR) -> np.ndarray:
     """The image (an array, or the same pixels as a PIL image: Frame.picture, which saves
@@ -27,7 +32,7 @@ def resize(image: np.ndarray | Image.Image, width: int, height: int,
     not kept)."""
     if size_of(image) == (width, height):
         return np.asarray(image)
-    source = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    source = picture_of(image)
     return np.asarray(source.resize((width, height), resample))
 
 
@@ -77,7 +82,7 @@ def rotated_square_crop(image: np.ndarray | Image.Image, cx: float, cy: float, s
     # PIL's affine maps each output point (u, v) to the input point (a u + b v + c, d u + e v + f).
     coeffs = (cos, -sin, cx - cos * half + sin * half,
               sin, cos, cy - sin * half - cos * half)
-    source = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    source = picture_of(image)
     out = source.transform((out_size, out_size), Image.AFFINE, coeffs,
                            resample=Image.BILINEAR, fillcolor=0)
     return np.asarray(out)

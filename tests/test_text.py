@@ -23,7 +23,7 @@ from galprof.vision.faces import FacesStage
 from galprof.vision.objects import ObjectsStage
 from galprof.vision.scenes import ScenesStage
 from galprof.vision.text import (TextBox, TextDetector, TextPayload, TextRecognizer, TextStage,
-                                 boxes_from_probability, onnx_metadata)
+                                 _normalise_bgr, boxes_from_probability, onnx_metadata)
 
 pytest.importorskip("onnxruntime")
 if manifest.package_path(manifest.get("ppocr_v4_det")) is None:
@@ -151,6 +151,21 @@ def test_input_size_is_capped_and_a_multiple_of_32(detector):
     assert detector.input_size(300, 100) == (288, 96)
 
 
+def test_inputs_follow_the_contract_bit_for_bit(detector):
+    """BGR, (x/255 - 0.5)/0.5, NCHW (the manifest's contract), as float32 arithmetic gives
+    it: the same bits as the whole-image formula, whichever way the array is made."""
+    rgb = np.random.default_rng(3).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    want = (rgb[..., ::-1].astype(np.float32) * np.float32(2 / 255) - np.float32(1)).transpose(2, 0, 1)
+    [feed], _ = detector._preprocess(rgb)
+    assert feed.shape == (1, 3, 64, 96) and feed.dtype == np.float32 and feed.flags.c_contiguous
+    assert np.array_equal(feed[0].view(np.uint32), want.view(np.uint32))
+    assert np.allclose(feed[0], (rgb[..., ::-1].transpose(2, 0, 1) / 255 - 0.5) / 0.5, atol=1e-6)
+    batch = np.full((2, 3, 64, 120), 7.0, np.float32)  # a recogniser batch, padded on the right
+    _normalise_bgr(rgb, batch[1, :, :, :96])
+    assert np.array_equal(batch[1, :, :, :96], want)
+    assert (batch[1, :, :, 96:] == 7).all() and (batch[0] == 7).all()
+
+
 def test_db_postprocessing_on_a_drawn_probability_map():
     prob = np.zeros((200, 400), np.float32)
     prob[50:60, 40:300] = 0.9                 # a shrunk line core, 260 x 10
@@ -208,6 +223,28 @@ def _analyse(stages, path: Path, kind: str = "photo", text_stage=None):
         payloads[s.name] = s.run(decoded.frames, payloads)
     payload = (text_stage or text).run(decoded.frames, payloads).to_json()   # as stored
     return decoded, payload
+
+
+def test_cues_made_ahead_in_a_decode_thread_give_what_run_makes(stages, testmedia, tmp_path):
+    """prepare() makes a photo's screen cues in the decode thread; the payload is the same."""
+    upstream, text = stages
+    sample = GENERATED[0]                      # a document: the detector and the reader run
+    page = tmp_path / Path(sample.name).name
+    page.write_bytes(sample.data)
+    for path in (page, testmedia / "exif/camera/mei_Sony_DSC-HX5V_gps.jpg"):
+        fresh, ahead = (decode(path, "photo", TextStage.long_side, 5, 4) for _ in range(2))
+        text.prepare(ahead.frames)
+        assert "screen_cues" in ahead.frames[0]._cache
+        payloads = {}
+        for s in upstream:
+            payloads[s.name] = s.run(fresh.frames, payloads)
+        made = text.run(ahead.frames, payloads).to_json()
+        assert made == text.run(fresh.frames, payloads).to_json(), path.name
+        assert made["ran"] == (path == page)
+    video = decode(testmedia / "videos/rotated_iPhone6_with-gps.mov", "video",
+                   TextStage.long_side, 5, 4)
+    text.prepare(video.frames)                 # a video's cues are its first frame's, in run
+    assert not any("screen_cues" in f._cache for f in video.frames)
 
 
 def test_stage_protocol():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,35 @@ def test_tiles_only_when_the_full_pass_hints_at_small_faces(photo, detector):
     assert detector.passes == 1
     detector.detect(photo("faces/photoprism/pp_face_18.jpg").image)  # a far face scores 0.38
     assert detector.passes > 2
+
+
+def test_tile_canvases_are_made_beside_the_network_with_the_same_faces(photo, detector,
+                                                                        monkeypatch):
+    """A hinted photo's tiles are resized in a helper thread while the network runs on
+    the ones before: the faces are those of making each canvas in turn."""
+    from concurrent.futures import Future
+
+    from galprof.vision import faces
+
+    image = photo("faces/photoprism/pp_face_18.jpg").image
+    threads = []
+    canvas = FaceDetector._canvas
+
+    def noted(self, picture, window):
+        threads.append(threading.current_thread())
+        return canvas(self, picture, window)
+    monkeypatch.setattr(FaceDetector, "_canvas", noted)
+    found = detector.detect(image)
+    assert threads[0] is threading.current_thread()            # the full pass: its own
+    assert len(threads) > 2 and threading.current_thread() not in threads[1:]
+
+    class InTurn:                                              # each canvas made on demand
+        def submit(self, fn, *args):
+            done = Future()
+            done.set_result(fn(*args))
+            return done
+    monkeypatch.setattr(faces, "_TILE_POOL", InTurn())
+    assert detector.detect(image) == found
 
 
 def test_no_tiles_for_small_images(detector):

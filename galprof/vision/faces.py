@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -105,6 +106,9 @@ def _check_outputs(spec, session: Session, names: dict[str, str], widths: dict[s
 # ---------------------------------------------------------------- detection
 
 
+_TILE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="galprof-tiles")
+
+
 class FaceDetector(Model):
     """BlazeFace full-range: faces with 6 keypoints, on the whole image and on tiles."""
 
@@ -190,9 +194,6 @@ class FaceDetector(Model):
             apart &= transforms.iou(np.array(face.box), unsure) <= t.nms_iou
         return faces, bool(apart.any())
 
-    def _detect_region(self, picture: Image.Image, window, hints: bool = False):
-        return self._run_pass(*self._canvas(picture, window), hints=hints)
-
     def glance(self, image: np.ndarray, full_pass=None) -> bool:
         """Whether one pass over the whole image sees a face or a face-like candidate
         (an anchor scoring at least tile_hint_score): a preview without either has no
@@ -271,9 +272,12 @@ class FaceDetector(Model):
         if not windows:
             return found
         picture = picture() if picture is not None else Image.fromarray(image)
-        for x1, y1, x2, y2 in windows:
+        # the tiles' canvases are resized in a helper thread while the network runs on
+        # the ones before (Pillow lets go of the GIL while it resizes)
+        canvases = [_TILE_POOL.submit(self._canvas, picture, window) for window in windows]
+        for (x1, y1, x2, y2), canvas in zip(windows, canvases):
             margin = self.tunables.tile_edge_margin * (x2 - x1)
-            for face in self._detect_region(picture, (x1, y1, x2, y2)):
+            for face in self._run_pass(*canvas.result()):
                 bx1, by1, bx2, by2 = face.box
                 cut = (face.score < self.tunables.tile_min_score
                        or (x1 > 0 and bx1 < x1 + margin) or (y1 > 0 and by1 < y1 + margin)

@@ -36,7 +36,7 @@ from PIL import Image
 
 from galprof import documents
 from galprof.errors import ModelMismatch
-from galprof.vision import manifest
+from galprof.vision import manifest, transforms
 from galprof.vision.base import Model
 from galprof.vision.runtime import Session, open_session
 
@@ -184,9 +184,7 @@ class TextDetector(Model):
     def _preprocess(self, image: np.ndarray) -> tuple[list[np.ndarray], Any]:
         h, w = image.shape[:2]
         iw, ih = self.input_size(w, h)
-        resized = image if (iw, ih) == (w, h) else np.asarray(
-            Image.fromarray(image).resize((iw, ih), Image.BILINEAR))
-        return [_normalise_bgr(resized)[None]], (w / iw, h / ih)
+        return [_normalise_bgr(transforms.resize(image, iw, ih))[None]], (w / iw, h / ih)
 
     def _postprocess(self, outputs: dict[str, np.ndarray], context: Any) -> list[TextBox]:
         sx, sy = context

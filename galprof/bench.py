@@ -266,6 +266,8 @@ TESTMEDIA_ROLL_FOLDERS = ("exif/phone", "exif/selfie", "faces", "scenes", "video
 _ROLL_VIDEO_FORMATS = ("MP4", "MOV")
 # Photos smaller than this (long side) are icons or placeholders, not camera pictures.
 _ROLL_MIN_PHOTO_SIDE = 320
+# Space a roll leaves free on its disk (the scan's database and the device need some).
+ROLL_FREE_MARGIN_BYTES = 256 * 2**20
 
 
 def default_roll_sources() -> list[Path]:
@@ -346,18 +348,34 @@ def build_roll(sources: list[Path], folder: Path, count: int, seed: int = SEED,
         picks += [(cls, pool[i % len(pool)]) for i in range(n)]
     rng.shuffle(picks)
     folder.mkdir(parents=True, exist_ok=True)
+    _check_room(folder, sum(src.stat().st_size for _, src in set(picks)))
     written = {"media": len(picks), "by_class": dict(counts), "bytes": 0,
-               "sources": {cls: len(c) for cls, c in candidates.items()}}
+               "sources": {cls: len(c) for cls, c in candidates.items()}, "copies": {}}
     for i, (cls, src) in enumerate(picks):
         data = _unique_copy(src.read_bytes(), cls, f"{seed}-{i}".encode())
-        (folder / f"IMG_{i:05d}{src.suffix}").write_bytes(data)
+        name = f"IMG_{i:05d}{src.suffix}"
+        (folder / name).write_bytes(data)
         written["bytes"] += len(data)
+        written["copies"][name] = os.fspath(src)
     return written
 
 
+def _check_room(folder: Path, distinct_bytes: int) -> None:
+    """Refuse a roll that would fill the disk (a phone's videos are 100 MB to GBs each):
+    the copies of a pick repeated take its size again, so this is a lower bound."""
+    import shutil
+
+    free = shutil.disk_usage(folder).free
+    if distinct_bytes > free - ROLL_FREE_MARGIN_BYTES:
+        from galprof.errors import SetupError
+        raise SetupError(f"a roll needs at least {distinct_bytes / 2**20:,.0f} MB in {folder}, "
+                         f"which has {free / 2**20:,.0f} MB free: ask for fewer media "
+                         "(--roll N) or point TMPDIR at a larger disk")
+
+
 # -- a measured scan (a child process) ---------------------------------------------------
-_FORMAT_OF_SUFFIX = {".jpg": "jpeg", ".jpeg": "jpeg", ".heic": "heic", ".heif": "heic",
-                     ".png": "png", ".mp4": "video", ".mov": "video", ".m4v": "video"}
+# Decode time is reported by what a file holds (walk's sniffing), not by its name.
+_DECODE_CLASS = {"JPEG": "jpeg", "HEIF": "heic"}
 
 
 class _TimedSession:
@@ -415,6 +433,7 @@ def scan_child(argv: list[str] | None = None) -> None:
     import sys
 
     from galprof.gallery import frames as frames_mod
+    from galprof.gallery.walk import walk
     from galprof.pipeline import Settings, run
     from galprof.stages import build_stages
     from galprof.store import open_store
@@ -426,12 +445,13 @@ def scan_child(argv: list[str] | None = None) -> None:
         _instrument_models(stage, counters)
     decode: dict[str, list] = {}
     read_media = frames_mod.read_media
+    formats = {os.fspath(item.path): item.format for item in walk([Path(args["folder"])]).items}
 
     def timed_read(path, kind, *a, **k):
         started = time.perf_counter()
         digest, decoded = read_media(path, kind, *a, **k)
-        fmt = "video" if kind == "video" else _FORMAT_OF_SUFFIX.get(Path(path).suffix.lower(),
-                                                                     "other")
+        fmt = formats.get(os.fspath(path)) or "other"
+        fmt = "video" if kind == "video" else _DECODE_CLASS.get(fmt, fmt.lower())
         entry = decode.setdefault(fmt, [0.0, 0, 0, 0, 0])
         entry[0] += time.perf_counter() - started
         entry[1] += 1
@@ -561,12 +581,14 @@ def measured_scan(folder: Path, stages: list[str], threads: int | None = None,
     return s
 
 
-def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
+def roll_report(scan: dict, latency: dict[str, float] | None = None,
+                built: dict | None = None) -> dict:
     """The figures of a measured scan of a roll: media/s, frames, per stage its time and
     its model calls' time per frame (and the models' own latency from the table, when
     given as model id -> ms), decode time by format, the share of the wall time outside
     model calls, peak RSS. With the latencies, `models_alone`: what the scan's model calls
-    take at them, and the media/s that allows at best."""
+    take at them, and the media/s that allows at best. With what build_roll wrote, the
+    roll's make-up (`built`) and each failed file's source (`failures`)."""
     wall = scan["seconds"]
     media = scan["photos"] + scan["videos"]
     repeats = sum(d.get("repeats", 0) for d in scan["decode_by_format"].values())
@@ -604,9 +626,14 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
                     "repeats": d.get("repeats", 0), "previews": d.get("previews", 0),
                     "ms_per_file": round(1000 * d["seconds"] / d["files"], 1) if d["files"] else 0.0}
               for fmt, d in sorted(scan["decode_by_format"].items())}
+    copies = (built or {}).get("copies", {})
+    failures = [{"file": Path(f["path"]).name, "reason": f["reason"],
+                 **({"source": copies[Path(f["path"]).name]}
+                    if Path(f["path"]).name in copies else {})}
+                for f in scan.get("failures", [])]
     return {"media": media, "photos": scan["photos"], "videos": scan["videos"],
             "frames": scan["frames"], "frames_analysed": frames,
-            "failed": scan["failed"], "seconds": wall,
+            "failed": scan["failed"], "failures": failures, "seconds": wall,
             "media_per_s": round(media / wall, 2) if wall else 0.0,
             "model_seconds": round(model_total, 3),
             **({"models_alone": {"seconds": round(alone_seconds, 3), "models": sorted(alone),
@@ -625,7 +652,8 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None) -> dict:
             "peak_rss_mb": scan["peak_rss_mb"],
             "ingest_peak_rss_mb": scan.get("ingest_peak_rss_mb"),
             "passes_seconds": round(sum(p.get("seconds", 0.0) for p in scan["passes"].values()
-                                        if isinstance(p, dict)), 3)}
+                                        if isinstance(p, dict)), 3),
+            **({"built": {k: v for k, v in built.items() if k != "copies"}} if built else {})}
 
 
 # -- phone-like video clips --------------------------------------------------------------
@@ -755,16 +783,20 @@ def _text_report(text: dict) -> dict:
 def render_roll(result: dict):
     """The roll report as a rich Table."""
     from rich.table import Table
+    from rich.text import Text
 
-    built = result["built"]["by_class"]
-    table = Table(title=f"Phone roll: {result['media']} media ("
-                        + ", ".join(f"{n} {cls}" for cls, n in built.items()) + ")",
+    from galprof.cli.common import shown
+
+    built = result["built"]
+    table = Table(title=f"Phone roll: {built['media']} media ("
+                        + ", ".join(f"{n} {cls}" for cls, n in built["by_class"].items()) + ")"
+                        + (f", {result['failed']} failed" if result["failed"] else ""),
                   show_header=False)
     table.add_column(justify="right")
     table.add_column()
     rows = [("stages", ",".join(result["stage_names"]) or "none"),
-            ("media/s", f"{result['media_per_s']:.2f}  ({result['seconds']:.1f} s, "
-                        f"{result['cpu_seconds']:.0f} CPU s)"),
+            ("media/s", f"{result['media_per_s']:.2f}  ({result['media']} read in "
+                        f"{result['seconds']:.1f} s, {result['cpu_seconds']:.0f} CPU s)"),
             ("frames", f"{result['frames']} sampled, {result['frames_analysed']} analysed "
                        f"(the rest repeat a still shot's frame); per frame below: analysed")]
     for name, s in result["stages"].items():
@@ -795,6 +827,9 @@ def render_roll(result: dict):
         rows.append(("models alone", f"at most {alone['media_per_s']:.2f} media/s: the scan's "
                                      f"calls of {', '.join(alone['models'])} take "
                                      f"{alone['seconds']:.1f} s at the models' own latency"))
+    rows += [("failed", Text(shown(f"{f['file']} ({f.get('source', 'source unknown')}): "
+                                   f"{f['reason']}")))             # names are not markup
+             for f in result["failures"]]
     rows += [("outside model calls", f"{result['outside_models_share']:.0%} of the wall time "
                                      f"(outside stages {result['outside_stages_share']:.0%}; "
                                      f"waiting for decodes {result['waited_for_decode_seconds']:.1f} s, "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from click.testing import CliRunner
 from conftest import TESTMEDIA
 from galprof import bench, tunables
 from galprof.cli import cli
+from galprof.errors import SetupError
 from galprof.gallery import frames as frames_mod
 from galprof.gallery.frames import decode_photo, decode_video, read_media
 from galprof.gallery.hashing import hash_bytes
@@ -456,6 +458,53 @@ def test_a_roll_is_the_phone_mix_of_unique_copies(testmedia, tmp_path):
     files = [p for p in (tmp_path / "roll").iterdir()]
     assert len(files) == 20
     assert len({hash_bytes(p.read_bytes()) for p in files}) == 20
+
+
+def test_a_roll_from_a_messy_folder_names_its_failures_and_decodes_by_content(testmedia,
+                                                                               tmp_path):
+    """A user's folder: a truncated JPEG (opens, fails to decode) under a name that is
+    not UTF-8 and looks like markup, and a JPEG named .heic. The failure is reported
+    with the user's file it was copied from, and decode time goes by what a file holds,
+    not by its name."""
+    source = tmp_path / "DCIM"
+    source.mkdir()
+    bad_name = os.fsdecode(b"\xffbad[red].jpg")
+    shutil.copy(testmedia / "corrupt/exifr_truncated_32d08f4a.jpg", source / bad_name)
+    for rel in ("corrupt/pp_wrong_ext_jpeg_named.heic", "exif/phone/pp_iPhone7.heic",
+                "exif/phone/pp_iPhoneSE_cat_brown.jpg"):
+        shutil.copy(testmedia / rel, source)
+    built = bench.build_roll([source], tmp_path / "roll", 4)
+    assert built["by_class"] == {"jpeg": 3, "heic": 1}        # no videos: their share moves
+    assert sorted(Path(p).name for p in built["copies"].values()) == sorted(
+        p.name for p in source.iterdir())
+    report = bench.roll_report(bench.measured_scan(tmp_path / "roll", ["scenes"]), built=built)
+    assert report["failed"] == 1 and report["media"] == 3
+    (failure,) = report["failures"]
+    assert failure["source"] == str(source / bad_name)
+    assert "decode" in failure["reason"]
+    # read: the good JPEG and the JPEG named .heic (by name: 1 jpeg, 2 heic), the HEIC
+    assert {fmt: d["files"] for fmt, d in report["decode"].items()} == {"jpeg": 2, "heic": 1}
+    assert "copies" not in report["built"] and report["built"]["media"] == 4
+    report["stage_names"] = ["scenes"]
+    text = _rendered(bench.render_roll(report))
+    assert "4 media (3 jpeg, 1 heic), 1 failed" in text
+    assert "DCIM/\\xffbad[red].jpg): cannot decode" in text
+
+
+def _rendered(table) -> str:
+    from rich.console import Console
+
+    console = Console(width=400, record=True)
+    console.print(table)
+    return console.export_text()
+
+
+def test_a_roll_that_would_fill_the_disk_is_refused_before_writing(testmedia, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setattr(bench, "ROLL_FREE_MARGIN_BYTES", shutil.disk_usage(tmp_path).free)
+    with pytest.raises(SetupError, match=r"a roll needs at least .* MB free: ask for fewer media"):
+        bench.build_roll([testmedia / "exif/phone"], tmp_path / "roll", 10)
+    assert not list((tmp_path / "roll").iterdir())
 
 
 def test_a_generated_phone_clip_has_1_s_groups_and_no_repeated_samples(tmp_path):

@@ -88,8 +88,7 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
                 built = bench.build_roll(sources, folder, roll)
             with console.status(f"scanning {roll} media"):
                 scan = bench.measured_scan(folder, stages, threads=threads)
-            report["roll"] = {**bench.roll_report(scan, latency), "stage_names": stages,
-                              "built": built}
+            report["roll"] = {**bench.roll_report(scan, latency, built), "stage_names": stages}
             if not as_json:
                 console.print(bench.render_roll(report["roll"]))
         if clips:

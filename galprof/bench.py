@@ -268,6 +268,8 @@ _ROLL_VIDEO_FORMATS = ("MP4", "MOV")
 _ROLL_MIN_PHOTO_SIDE = 320
 # Space a roll leaves free on its disk (the scan's database and the device need some).
 ROLL_FREE_MARGIN_BYTES = 256 * 2**20
+# Failed files the roll's table names (--json has them all).
+ROLL_FAILURES_SHOWN = 5
 
 
 def default_roll_sources() -> list[Path]:
@@ -368,9 +370,10 @@ def _check_room(folder: Path, distinct_bytes: int) -> None:
     free = shutil.disk_usage(folder).free
     if distinct_bytes > free - ROLL_FREE_MARGIN_BYTES:
         from galprof.errors import SetupError
-        raise SetupError(f"a roll needs at least {distinct_bytes / 2**20:,.0f} MB in {folder}, "
-                         f"which has {free / 2**20:,.0f} MB free: ask for fewer media "
-                         "(--roll N) or point TMPDIR at a larger disk")
+        raise SetupError(f"a roll needs at least {distinct_bytes / 2**20:,.0f} MB in {folder} "
+                         f"and {ROLL_FREE_MARGIN_BYTES >> 20} MB left free; it has "
+                         f"{free / 2**20:,.0f} MB free: ask for fewer media (--roll N) or "
+                         "point TMPDIR at a larger disk")
 
 
 # -- a measured scan (a child process) ---------------------------------------------------
@@ -827,9 +830,12 @@ def render_roll(result: dict):
         rows.append(("models alone", f"at most {alone['media_per_s']:.2f} media/s: the scan's "
                                      f"calls of {', '.join(alone['models'])} take "
                                      f"{alone['seconds']:.1f} s at the models' own latency"))
+    failures = result["failures"]
     rows += [("failed", Text(shown(f"{f['file']} ({f.get('source', 'source unknown')}): "
                                    f"{f['reason']}")))             # names are not markup
-             for f in result["failures"]]
+             for f in failures[:ROLL_FAILURES_SHOWN]]
+    if len(failures) > ROLL_FAILURES_SHOWN:
+        rows.append(("", f"and {len(failures) - ROLL_FAILURES_SHOWN} more (--json lists them)"))
     rows += [("outside model calls", f"{result['outside_models_share']:.0%} of the wall time "
                                      f"(outside stages {result['outside_stages_share']:.0%}; "
                                      f"waiting for decodes {result['waited_for_decode_seconds']:.1f} s, "

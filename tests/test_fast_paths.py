@@ -489,6 +489,10 @@ def test_a_roll_from_a_messy_folder_names_its_failures_and_decodes_by_content(te
     text = _rendered(bench.render_roll(report))
     assert "4 media (3 jpeg, 1 heic), 1 failed" in text
     assert "DCIM/\\xffbad[red].jpg): cannot decode" in text
+    report["failures"] *= bench.ROLL_FAILURES_SHOWN + 2          # a folder of broken files
+    text = _rendered(bench.render_roll(report))
+    assert text.count("cannot decode") == bench.ROLL_FAILURES_SHOWN
+    assert "and 2 more (--json lists them)" in text
 
 
 def _rendered(table) -> str:
@@ -502,7 +506,8 @@ def _rendered(table) -> str:
 def test_a_roll_that_would_fill_the_disk_is_refused_before_writing(testmedia, tmp_path,
                                                                    monkeypatch):
     monkeypatch.setattr(bench, "ROLL_FREE_MARGIN_BYTES", shutil.disk_usage(tmp_path).free)
-    with pytest.raises(SetupError, match=r"a roll needs at least .* MB free: ask for fewer media"):
+    with pytest.raises(SetupError, match=r"a roll needs at least \S+ MB in .* and \d+ MB left free; it has \S+ MB free: "
+                       "ask for fewer media"):
         bench.build_roll([testmedia / "exif/phone"], tmp_path / "roll", 10)
     assert not list((tmp_path / "roll").iterdir())
 

@@ -229,13 +229,15 @@ def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
         "overhead_seconds": round(max(0.0, wall - models), 3),
         "outside_models_share": round(max(0.0, wall - models) / wall, 3) if wall else 0.0,
         "peak_rss_mb": round(rss_kb / 1024, 1),
+        "failed": s["failed"], "failures": s["failures"],
     }
 
 
 def render_end_to_end(result: dict):
     from rich.table import Table
 
-    table = Table(title=f"End-to-end scan of {result['media']} media: {result['folder']}",
+    table = Table(title=f"End-to-end scan of {result['media']} media: {result['folder']}"
+                        + (f", {result['failed']} failed" if result["failed"] else ""),
                   show_header=False)
     table.add_column(justify="right")
     table.add_column()
@@ -250,6 +252,7 @@ def render_end_to_end(result: dict):
                                 f"{result['outside_models_share']:.0%} of the wall time"),
         ("peak RSS", f"{result['peak_rss_mb']:.0f} MB"),
     ]
+    rows += _failure_rows([f"{f['path']}: {f['reason']}" for f in result["failures"]])
     for key, value in rows:
         table.add_row(key, value)
     return table
@@ -268,8 +271,8 @@ _ROLL_VIDEO_FORMATS = ("MP4", "MOV")
 _ROLL_MIN_PHOTO_SIDE = 320
 # Space a roll leaves free on its disk (the scan's database and the device need some).
 ROLL_FREE_MARGIN_BYTES = 256 * 2**20
-# Failed files the roll's table names (--json has them all).
-ROLL_FAILURES_SHOWN = 5
+# Failed files a benchmark table names (--json has them all).
+FAILURES_SHOWN = 5
 
 
 def default_roll_sources() -> list[Path]:
@@ -783,12 +786,22 @@ def _text_report(text: dict) -> dict:
             if lines else None}
 
 
-def render_roll(result: dict):
-    """The roll report as a rich Table."""
-    from rich.table import Table
+def _failure_rows(lines: list[str]) -> list[tuple]:
+    """Table rows naming at most FAILURES_SHOWN failed files, each line shown as it
+    is (a file name is not markup); --json lists them all."""
     from rich.text import Text
 
     from galprof.cli.common import shown
+
+    rows = [("failed", Text(shown(line))) for line in lines[:FAILURES_SHOWN]]
+    if len(lines) > FAILURES_SHOWN:
+        rows.append(("", f"and {len(lines) - FAILURES_SHOWN} more (--json lists them)"))
+    return rows
+
+
+def render_roll(result: dict):
+    """The roll report as a rich Table."""
+    from rich.table import Table
 
     built = result["built"]
     table = Table(title=f"Phone roll: {built['media']} media ("
@@ -830,12 +843,8 @@ def render_roll(result: dict):
         rows.append(("models alone", f"at most {alone['media_per_s']:.2f} media/s: the scan's "
                                      f"calls of {', '.join(alone['models'])} take "
                                      f"{alone['seconds']:.1f} s at the models' own latency"))
-    failures = result["failures"]
-    rows += [("failed", Text(shown(f"{f['file']} ({f.get('source', 'source unknown')}): "
-                                   f"{f['reason']}")))             # names are not markup
-             for f in failures[:ROLL_FAILURES_SHOWN]]
-    if len(failures) > ROLL_FAILURES_SHOWN:
-        rows.append(("", f"and {len(failures) - ROLL_FAILURES_SHOWN} more (--json lists them)"))
+    rows += _failure_rows([f"{f['file']} ({f.get('source', 'source unknown')}): {f['reason']}"
+                           for f in result["failures"]])
     rows += [("outside model calls", f"{result['outside_models_share']:.0%} of the wall time "
                                      f"(outside stages {result['outside_stages_share']:.0%}; "
                                      f"waiting for decodes {result['waited_for_decode_seconds']:.1f} s, "

@@ -28,3 +28,27 @@ def test_benchmark_generates_12mp_photos(tmp_path):
 
     (p,) = generate_photos(tmp_path, 1)
     assert Image.open(p).size == (4000, 3000)
+
+
+def test_benchmark_of_a_folder_names_the_files_it_could_not_read(testmedia, tmp_path):
+    """`galprof benchmark PATH` on a user's folder: a broken file (a JPEG header and then
+    junk, its name not UTF-8 and looking like markup) is named with its reason in the
+    table and in --json, and the figures are of the media that were read."""
+    import os
+    import shutil
+
+    folder = tmp_path / "DCIM"
+    folder.mkdir()
+    shutil.copy(testmedia / "exif/phone/pp_iPhoneSE_cat_brown.jpg", folder)
+    (folder / os.fsdecode(b"\xffbad[red].jpg")).write_bytes(b"\xff\xd8\xff\xe0 not a picture")
+    args = ["benchmark", str(folder), "--skip-latency", "--stages", "scenes"]
+    r = CliRunner().invoke(cli, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    e2e = json.loads(r.stdout)["end_to_end"]
+    assert e2e["media"] == 1 and e2e["failed"] == 1
+    (failure,) = e2e["failures"]
+    assert failure["path"].endswith("bad[red].jpg") and "not a readable image" in failure["reason"]
+    r = CliRunner().invoke(cli, args, env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    assert "End-to-end scan of 1 media" in r.output and "1 failed" in r.output
+    assert "bad[red].jpg: not a readable image" in r.output

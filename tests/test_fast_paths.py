@@ -489,9 +489,9 @@ def test_a_roll_from_a_messy_folder_names_its_failures_and_decodes_by_content(te
     text = _rendered(bench.render_roll(report))
     assert "4 media (3 jpeg, 1 heic), 1 failed" in text
     assert "DCIM/\\xffbad[red].jpg): cannot decode" in text
-    report["failures"] *= bench.ROLL_FAILURES_SHOWN + 2          # a folder of broken files
+    report["failures"] *= bench.FAILURES_SHOWN + 2          # a folder of broken files
     text = _rendered(bench.render_roll(report))
-    assert text.count("cannot decode") == bench.ROLL_FAILURES_SHOWN
+    assert text.count("cannot decode") == bench.FAILURES_SHOWN
     assert "and 2 more (--json lists them)" in text
 
 

@@ -202,11 +202,22 @@ def run_measured_usage(cmd: list[str], env: dict | None = None, cwd: Path | None
     return subprocess.CompletedProcess(cmd, int(code), out.stdout, out.stderr), int(rss_kb), float(cpu)
 
 
+def _scan_summary(out) -> dict:
+    """The JSON summary a measured child scan printed (exit 3: some files failed), or its
+    error (models not installed, say) when it printed none."""
+    import json
+
+    if out.returncode not in (0, 3):
+        from galprof.errors import GalprofError
+        raise GalprofError(f"the measured scan failed (exit {out.returncode}): "
+                           + " ".join(out.stderr.split())[-400:])
+    return json.loads(out.stdout)
+
+
 def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
                db: Path | None = None) -> dict:
     """Scan `folder` with the named stages into a fresh database, in a child process so that
     its peak memory is measured alone. Returns photos/s and where the time went."""
-    import json
     import sys
     import tempfile
 
@@ -217,7 +228,7 @@ def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
         if threads:
             cmd += ["--threads", str(threads)]
         out, rss_kb = run_measured(cmd)
-    s = json.loads(out.stdout)
+    s = _scan_summary(out)
     media = s["photos"] + s["videos"]
     wall = s["seconds"]
     models = sum(s["stage_seconds"].values())
@@ -577,11 +588,7 @@ def measured_scan(folder: Path, stages: list[str], threads: int | None = None,
         # run in the scratch folder: `python -c` puts the working directory first on the
         # path, which would shadow the galprof that `env` names
         out, rss_kb, cpu = run_measured_usage(cmd, env, cwd=Path(tmp))
-    if out.returncode not in (0, 3):
-        from galprof.errors import GalprofError
-        raise GalprofError(f"the measured scan failed (exit {out.returncode}): "
-                           + " ".join(out.stderr.split())[-400:])
-    s = json.loads(out.stdout)
+    s = _scan_summary(out)
     s["peak_rss_mb"] = round(rss_kb / 1024, 1)
     s["cpu_seconds"] = round(cpu, 2)
     return s

@@ -52,3 +52,29 @@ def test_benchmark_of_a_folder_names_the_files_it_could_not_read(testmedia, tmp_
     assert r.exit_code == 0, r.output
     assert "End-to-end scan of 1 media" in r.output and "1 failed" in r.output
     assert "bad[red].jpg: not a readable image" in r.output
+
+
+def test_benchmark_of_a_folder_without_media_says_so(tmp_path):
+    folder = tmp_path / "DCIM"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a picture")
+    r = CliRunner().invoke(cli, ["benchmark", str(folder), "--skip-latency"])
+    assert r.exit_code != 0
+    assert f"no photos or videos to measure in {folder}" in r.output
+    assert "End-to-end scan" not in r.output
+
+
+def test_benchmark_of_a_folder_without_its_models_says_what_is_missing(testmedia, tmp_path,
+                                                                        monkeypatch):
+    """The scan runs in a child process: its one-line error reaches the user, not a
+    traceback of the empty output it left."""
+    folder = tmp_path / "DCIM"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes((testmedia / "exif/phone/pp_iPhoneSE_cat_brown.jpg").read_bytes())
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    monkeypatch.setenv("GALPROF_MODELS", str(empty))
+    r = CliRunner().invoke(cli, ["benchmark", str(folder), "--skip-latency"])
+    assert r.exit_code != 0
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert "the measured scan failed" in r.output and "model files not installed" in r.output

@@ -217,7 +217,8 @@ def _scan_summary(out) -> dict:
 def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
                db: Path | None = None) -> dict:
     """Scan `folder` with the named stages into a fresh database, in a child process so that
-    its peak memory is measured alone. Returns photos/s and where the time went."""
+    its peak memory is measured alone. Returns photos/s and where the time went; a folder
+    without media is a SetupError."""
     import sys
     import tempfile
 
@@ -230,6 +231,9 @@ def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
         out, rss_kb = run_measured(cmd)
     s = _scan_summary(out)
     media = s["photos"] + s["videos"]
+    if not media and not s["failed"]:
+        from galprof.errors import SetupError
+        raise SetupError(f"no photos or videos to measure in {os.fspath(folder)}")
     wall = s["seconds"]
     models = sum(s["stage_seconds"].values())
     return {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from galprof.cli.common import json_option, library_errors, print_json, shown
+from galprof.cli.common import json_option, library_errors, print_json
 
 
 @click.command()
@@ -107,8 +107,6 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
                     bench.generate_photos(folder, photos)
             with console.status("scanning"):
                 report["end_to_end"] = bench.end_to_end(folder, stages, threads=threads)
-            if not report["end_to_end"]["media"] and not report["end_to_end"]["failed"]:
-                raise SetupError(f"no photos or videos to measure in {shown(folder)}")
             if not as_json:
                 console.print(bench.render_end_to_end(report["end_to_end"]))
     if as_json:

@@ -267,6 +267,7 @@ def render_end_to_end(result: dict):
                                 f"{result['outside_models_share']:.0%} of the wall time"),
         ("peak RSS", f"{result['peak_rss_mb']:.0f} MB"),
     ]
+    rows[2:2] = _runs_row(result, "photos_per_s", "photos/s", ".1f")
     rows += _failure_rows([f"{f['path']}: {f['reason']}" for f in result["failures"]])
     for key, value in rows:
         table.add_row(key, value)
@@ -756,11 +757,11 @@ def generate_clip(path: Path, encoder: str, size: tuple[int, int], seconds: int,
 
 
 def clip_benchmark(spec, folder: Path, stages: list[str], threads: int | None = None,
-                   clip: Path | None = None) -> dict:
+                   clip: Path | None = None, repeat: int = 1) -> dict:
     """Encode one PHONE_CLIPS clip (or take `clip`, made by generate_clip from that spec)
-    into its own folder and scan it (measured_scan): seconds, real-time factor, frames
-    sampled and analysed, decode time, peak RSS. A clip this PyAV cannot encode gives
-    {"name", "skipped": reason}."""
+    into its own folder and scan it (measured_scan; `repeat` times, see `repeated`):
+    seconds, real-time factor, frames sampled and analysed, decode time, peak RSS. A clip
+    this PyAV cannot encode gives {"name", "skipped": reason}."""
     import shutil
 
     from galprof.errors import SetupError
@@ -775,15 +776,50 @@ def clip_benchmark(spec, folder: Path, stages: list[str], threads: int | None = 
             generate_clip(where / "VID_0001.mp4", encoder, size, seconds, bit_rate)
     except SetupError as e:
         return {"name": name, "skipped": str(e)}
-    scan = measured_scan(where, stages, threads=threads)
-    video = scan["decode_by_format"].get("video", {"seconds": 0.0, "frames": 0, "repeats": 0})
-    wall = scan["seconds"]
-    return {"name": name, "encoder": encoder, "width": size[0], "height": size[1],
-            "duration_s": seconds, "seconds": wall,
-            "real_time": round(seconds / wall, 1) if wall else 0.0,
-            "decode_seconds": round(video["seconds"], 3),
-            "frames": scan["frames"], "repeats": video.get("repeats", 0),
-            "stage_seconds": scan["stage_seconds"], "peak_rss_mb": scan["peak_rss_mb"]}
+
+    def scanned() -> dict:
+        scan = measured_scan(where, stages, threads=threads)
+        video = scan["decode_by_format"].get("video", {"seconds": 0.0, "frames": 0,
+                                                        "repeats": 0})
+        wall = scan["seconds"]
+        return {"name": name, "encoder": encoder, "width": size[0], "height": size[1],
+                "duration_s": seconds, "seconds": wall,
+                "real_time": round(seconds / wall, 1) if wall else 0.0,
+                "decode_seconds": round(video["seconds"], 3),
+                "frames": scan["frames"], "repeats": video.get("repeats", 0),
+                "stage_seconds": scan["stage_seconds"], "cpu_seconds": scan["cpu_seconds"],
+                "peak_rss_mb": scan["peak_rss_mb"]}
+    return repeated(scanned, repeat, "real_time")
+
+
+# What each run of a repeated measurement keeps beside its rate.
+_RUN_FIGURES = ("seconds", "cpu_seconds", "peak_rss_mb")
+
+
+def repeated(measure, repeat: int, rate: str) -> dict:
+    """`measure()` run `repeat` times, one after another: the run at the median of `rate`
+    (of an even count, the slower of the middle two), and, when there were several, every
+    run's rate, wall and CPU seconds and peak memory in order under "runs". One device's
+    figures vary from run to run (other work on it, its heat, its cores' clocks): the
+    spread says how far one run's figure can be trusted."""
+    results = [measure() for _ in range(repeat)]
+    if repeat == 1:
+        return results[0]
+    median = sorted(results, key=lambda r: r[rate])[(repeat - 1) // 2]
+    return {**median, "runs": [{k: r[k] for k in (rate, *_RUN_FIGURES) if k in r}
+                               for r in results]}
+
+
+def _runs_row(result: dict, rate: str, unit: str, fmt: str) -> list[tuple]:
+    """A table row of a repeated measurement's runs (none for a single run)."""
+    runs = result.get("runs")
+    if not runs:
+        return []
+    low, high = (f"{f(r['peak_rss_mb'] for r in runs):.0f}" for f in (min, max))
+    median = "the median run" + (" (the slower middle one)" if len(runs) % 2 == 0 else "")
+    return [("runs", f"{len(runs)} scans: " + ", ".join(f"{r[rate]:{fmt}}" for r in runs)
+                     + f" {unit}; shown: {median}; peak RSS "
+                     + (low if low == high else f"{low}-{high}") + " MB")]
 
 
 def _text_report(text: dict) -> dict:
@@ -826,6 +862,7 @@ def render_roll(result: dict):
                         f"{result['seconds']:.1f} s, {result['cpu_seconds']:.0f} CPU s)"),
             ("frames", f"{result['frames']} sampled, {result['frames_analysed']} analysed "
                        f"(the rest repeat a still shot's frame); per frame below: analysed")]
+    rows[2:2] = _runs_row(result, "media_per_s", "media/s", ".2f")
     for name, s in result["stages"].items():
         models = ", ".join(
             f"{m} {v['calls']} calls x {v['ms_per_call']} ms"
@@ -869,14 +906,18 @@ def render_roll(result: dict):
 def render_clips(results: list[dict]):
     from rich.table import Table
 
-    table = Table(title="Phone clips, one scan each")
+    repeat = max((len(r.get("runs", [])) for r in results), default=0)
+    table = Table(title="Phone clips, " + (f"{repeat} scans each: the median one, and the "
+                                           "range" if repeat else "one scan each"))
     for col in ("clip", "scan, s", "x real time", "decode, s", "frames (repeats)", "peak RSS, MB"):
         table.add_column(col, justify="left" if col == "clip" else "right")
     for r in results:
         if "skipped" in r:
             table.add_row(r["name"], "-", "-", "-", r["skipped"], "-")
             continue
-        table.add_row(r["name"], f"{r['seconds']:.1f}", f"{r['real_time']:.1f}",
+        spread = sorted(run["real_time"] for run in r.get("runs", []))
+        table.add_row(r["name"], f"{r['seconds']:.1f}", f"{r['real_time']:.1f}"
+                      + (f" ({spread[0]:.1f}-{spread[-1]:.1f})" if spread else ""),
                       f"{r['decode_seconds']:.1f}", f"{r['frames']} ({r['repeats']})",
                       f"{r['peak_rss_mb']:.0f}")
     return table

@@ -77,3 +77,32 @@ def test_benchmark_of_a_folder_without_its_models_says_what_is_missing(testmedia
     assert r.exit_code != 0
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
     assert "the measured scan failed" in r.output and "model files not installed" in r.output
+
+
+def test_benchmark_repeat_reports_the_median_scan_and_every_run(testmedia, tmp_path):
+    """--repeat N: N scans of the same folder (and of one roll built from it), the median
+    run reported (of an even count the slower middle one) with every run's figures."""
+    folder = tmp_path / "DCIM"
+    folder.mkdir()
+    for rel in ("exif/phone/pp_iPhoneSE_cat_brown.jpg", "exif/phone/pp_iPhone15Pro.heic"):
+        shutil.copy(testmedia / rel, folder)
+    args = ["benchmark", str(folder), "--skip-latency", "--stages", "scenes", "--repeat"]
+    r = CliRunner().invoke(cli, [*args, "3", "--json"])
+    assert r.exit_code == 0, r.output
+    e2e = json.loads(r.stdout)["end_to_end"]
+    rates = [run["photos_per_s"] for run in e2e["runs"]]
+    assert len(rates) == 3 and e2e["photos_per_s"] == sorted(rates)[1]
+    assert e2e["media"] == 2
+    assert all(run["seconds"] > 0 and run["peak_rss_mb"] > 10 for run in e2e["runs"])
+    assert e2e["peak_rss_mb"] in [run["peak_rss_mb"] for run in e2e["runs"]]
+
+    r = CliRunner().invoke(cli, [*args, "2", "--roll", "4", "--json"])
+    assert r.exit_code == 0, r.output
+    roll = json.loads(r.stdout)["roll"]
+    rates = [run["media_per_s"] for run in roll["runs"]]
+    assert len(rates) == 2 and roll["media_per_s"] == min(rates) and roll["media"] == 4
+    assert all(run["cpu_seconds"] > 0 for run in roll["runs"])
+
+    r = CliRunner().invoke(cli, [*args, "2"], env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    assert "2 scans: " in r.output and "shown: the median run (the slower middle one)" in r.output

@@ -31,11 +31,15 @@ from galprof.cli.common import json_option, library_errors, print_json
                    "60 s) and report each against real time.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Inference threads of the end-to-end scan (default: all cores).")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Scan N times (each into a fresh database; a roll or clip is made "
+                   "once) and report the median run with every run's figure and peak "
+                   "memory: one device's figures vary from run to run.")
 @click.option("--skip-latency", is_flag=True, help="Only the end-to-end scan.")
 @json_option
 @library_errors
-def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, skip_latency,
-              as_json):
+def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, repeat,
+              skip_latency, as_json):
     """Measure the models on this device and a real scan end to end.
 
     Prints, per model, file size and mean ± std latency at 1 thread and at all cores,
@@ -45,13 +49,14 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
     and its model calls' time per frame, decode time by format, the share of media the
     text pre-filter lets reach the text detector, and peak memory; with the latency
     table, also the media/s the models alone allow (their calls at their own latency).
-    Runs the same on a Raspberry Pi or in Termux.
+    With --repeat N every scan runs N times and the median run is reported beside each
+    run's figure and peak memory. Runs the same on a Raspberry Pi or in Termux.
 
     \b
     Example:
         galprof benchmark
         galprof benchmark ~/DCIM/Camera --stages objects,scenes,faces --json
-        galprof benchmark ~/DCIM --roll 200 --skip-latency
+        galprof benchmark ~/DCIM --roll 200 --skip-latency --repeat 3
         galprof benchmark --clips --skip-latency --json
     """
     from rich.console import Console
@@ -77,6 +82,7 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
         if not as_json:
             console.print(bench.render_table(report["models"]))
     latency = _latency_at(report.get("models"), threads or bench.default_thread_counts()[-1])
+    times = f" ({repeat} times)" if repeat > 1 else ""
     with tempfile.TemporaryDirectory() as tmp:
         if roll:
             sources = [path] if path else bench.default_roll_sources()
@@ -86,17 +92,20 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
             folder = Path(tmp) / "roll"
             with console.status(f"building a roll of {roll} media"):
                 built = bench.build_roll(sources, folder, roll)
-            with console.status(f"scanning {roll} media"):
-                scan = bench.measured_scan(folder, stages, threads=threads)
-            report["roll"] = {**bench.roll_report(scan, latency, built), "stage_names": stages}
+            with console.status(f"scanning {roll} media{times}"):
+                measured = bench.repeated(lambda: bench.roll_report(
+                    bench.measured_scan(folder, stages, threads=threads), latency, built),
+                    repeat, "media_per_s")
+            report["roll"] = {**measured, "stage_names": stages}
             if not as_json:
                 console.print(bench.render_roll(report["roll"]))
         if clips:
             report["clips"] = []
             for spec in bench.PHONE_CLIPS:
-                with console.status(f"encoding and scanning {spec[0]}"):
+                with console.status(f"encoding and scanning {spec[0]}{times}"):
                     report["clips"].append(bench.clip_benchmark(spec, Path(tmp), stages,
-                                                                threads=threads))
+                                                                threads=threads,
+                                                                repeat=repeat))
             if not as_json:
                 console.print(bench.render_clips(report["clips"]))
         if not roll and not clips:
@@ -105,8 +114,10 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
                 with console.status(f"writing {photos} 12 MP JPEGs"):
                     folder = Path(tmp) / "photos"
                     bench.generate_photos(folder, photos)
-            with console.status("scanning"):
-                report["end_to_end"] = bench.end_to_end(folder, stages, threads=threads)
+            with console.status(f"scanning{times}"):
+                report["end_to_end"] = bench.repeated(
+                    lambda: bench.end_to_end(folder, stages, threads=threads), repeat,
+                    "photos_per_s")
             if not as_json:
                 console.print(bench.render_end_to_end(report["end_to_end"]))
     if as_json:

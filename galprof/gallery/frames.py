@@ -137,27 +137,49 @@ def _fitted_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
     return max(1, round(size[0] * f)), max(1, round(size[1] * f))
 
 
+# Pillow's resize first reduces a picture by the integer factor that leaves it at least
+# this many times the target size (then resamples): fast, and the pixels the models see.
+_REDUCING_GAP = 2.0
+# Rows of a full-size HEIC shrunk at a time (~2 MB of a 12 MP picture at 4 bytes a pixel).
+_HEIF_STRIP_ROWS = 128
+
+
 def _fit(img: Image.Image, long_side: int) -> Image.Image:
     if long_side and max(img.size) > long_side:
-        img = img.resize(_fitted_size(img.size, long_side), Image.BILINEAR, reducing_gap=2.0)
+        img = img.resize(_fitted_size(img.size, long_side), Image.BILINEAR,
+                         reducing_gap=_REDUCING_GAP)
     return img
 
 
 def _heif_fitted(data: bytes, long_side: int) -> Image.Image | None:
-    """A HEIC's full picture at `long_side`, shrunk a colour plane at a time from libheif's
-    buffer: the pixels Pillow's load and resize give, without Pillow's copy of the whole
-    picture at 4 bytes a pixel (a 12 MP decode peaks at 57 MB instead of 85). None when
-    the decoded picture is not 8-bit RGB(A)."""
+    """A HEIC's full picture at `long_side`, shrunk from libheif's buffer a strip of rows at
+    a time: the pixels Pillow's load and resize (with its reducing_gap) give, without
+    Pillow's copy of the whole picture at 4 bytes a pixel (a 12 MP decode peaks at ~60 MB
+    instead of 85). Each strip gets the resize's first step, a horizontal pass (or, for a
+    picture at least 2 x _REDUCING_GAP times the size, Pillow's box reduction), which
+    depends on its own rows only; the rest runs on the small result (the test HEICs'
+    decodes to analysis size take 7-8 % less time than with a full-size copy of each
+    colour plane shrunk in turn). None when the decoded picture is not 8-bit RGB(A)."""
     heif = pillow_heif.open_heif(data)
     if heif.mode not in ("RGB", "RGBA"):
         return None
     pixels = np.asarray(heif)          # libheif's buffer, not a copy
     height, width = pixels.shape[:2]
     size = _fitted_size((width, height), long_side)
-    planes = [Image.frombuffer("L", (width, height), np.ascontiguousarray(pixels[:, :, band]),
-                               "raw", "L", 0, 1).resize(size, Image.BILINEAR, reducing_gap=2.0)
-              for band in range(3)]     # one full-size plane alive at a time
-    return Image.merge("RGB", planes)
+    fx = int(width / size[0] / _REDUCING_GAP) or 1
+    fy = int(height / size[1] / _REDUCING_GAP) or 1
+    reduced = fx > 1 or fy > 1
+    rows = fy * max(1, _HEIF_STRIP_ROWS // fy)       # whole blocks of the reduction
+    first = Image.new("RGB", (-(-width // fx), -(-height // fy)) if reduced else (size[0], height))
+    for top in range(0, height, rows):
+        strip = Image.frombuffer("RGB", (width, min(rows, height - top)), pixels[top:top + rows],
+                                 "raw", "RGB" if heif.mode == "RGB" else "RGBX", 0, 1)
+        if reduced:
+            first.paste(strip.reduce((fx, fy)), (0, top // fy))
+        else:
+            first.paste(strip.resize((size[0], strip.height), Image.BILINEAR), (0, top))
+    box = (0, 0, width / fx, height / fy) if reduced else (0, 0, size[0], height)
+    return first.resize(size, Image.BILINEAR, box=box)
 
 
 def _decoded_share(img: Image.Image) -> float:

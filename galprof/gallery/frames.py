@@ -170,6 +170,7 @@ def _heif_fitted(data: bytes, long_side: int) -> Image.Image | None:
     fy = int(height / size[1] / _REDUCING_GAP) or 1
     reduced = fx > 1 or fy > 1
     rows = fy * max(1, _HEIF_STRIP_ROWS // fy)       # whole blocks of the reduction
+    # a reduction's partial last blocks are pixels too: its size is rounded up
     first = Image.new("RGB", (-(-width // fx), -(-height // fy)) if reduced else (size[0], height))
     for top in range(0, height, rows):
         strip = Image.frombuffer("RGB", (width, min(rows, height - top)), pixels[top:top + rows],

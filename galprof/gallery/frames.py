@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 
 from galprof import tunables
 from galprof.errors import MediaError
+from galprof.gallery import heif
 from galprof.gallery.metadata import (Metadata, exif_from_bytes, original_orientation,
                                      video_metadata)
 from galprof.stages import PICTURE, Frame
@@ -42,7 +43,7 @@ MAX_PIXELS = 250_000_000
 MAX_DECODE_BYTES = 512 * 1024 * 1024
 Image.MAX_IMAGE_PIXELS = None      # our own check below gives a per-file error instead
 # Formats without reduced-size decoding (HEIC, PNG, WebP, video) are decoded at full size,
-# which for a 12 MP HEIC costs ~60 MB (a 16 MP Nokia one 115 MB, in libheif): one such
+# which for a 12 MP HEIC costs ~20 MB (~60 MB where libheif decodes it): one such
 # decode at a time keeps a scan's peak memory bounded whatever the number of decode
 # threads (JPEGs, drafted, run freely).
 _FULL_SIZE_DECODES = threading.BoundedSemaphore(1)
@@ -151,6 +152,22 @@ def _fit(img: Image.Image, long_side: int) -> Image.Image:
     return img
 
 
+def _heic_fitted(data: bytes, size: tuple[int, int], long_side: int) -> Image.Image | None:
+    """A HEIC's full picture (`size`: as libheif reads it) at `long_side`: its tiles
+    decoded by libavcodec and scaled in one swscale pass (heif.py: half the time of
+    libheif's on the test HEICs, one full-size buffer of 1.5 bytes a pixel instead of
+    4.5), or libheif's decode when that module does not take the file, sees another
+    picture size or a tile does not decode there."""
+    def fit(oriented: tuple[int, int]) -> tuple[int, int]:
+        if oriented != size:
+            raise heif.Unsupported(f"a {oriented} picture where libheif reads {size}")
+        return _fitted_size(size, long_side)
+    try:
+        return heif.fitted_picture(data, fit)
+    except (heif.Unsupported, ValueError):
+        return _heif_fitted(data, long_side)
+
+
 def _heif_fitted(data: bytes, long_side: int) -> Image.Image | None:
     """A HEIC's full picture at `long_side`, shrunk from libheif's buffer a strip of rows at
     a time: the pixels Pillow's load and resize (with its reducing_gap) give, without
@@ -160,10 +177,10 @@ def _heif_fitted(data: bytes, long_side: int) -> Image.Image | None:
     depends on its own rows only; the rest runs on the small result (the test HEICs'
     decodes to analysis size take 7-8 % less time than with a full-size copy of each
     colour plane shrunk in turn). None when the decoded picture is not 8-bit RGB(A)."""
-    heif = pillow_heif.open_heif(data)
-    if heif.mode not in ("RGB", "RGBA"):
+    decoded = pillow_heif.open_heif(data)
+    if decoded.mode not in ("RGB", "RGBA"):
         return None
-    pixels = np.asarray(heif)          # libheif's buffer, not a copy
+    pixels = np.asarray(decoded)       # libheif's buffer, not a copy
     height, width = pixels.shape[:2]
     size = _fitted_size((width, height), long_side)
     fx = int(width / size[0] / _REDUCING_GAP) or 1
@@ -174,7 +191,7 @@ def _heif_fitted(data: bytes, long_side: int) -> Image.Image | None:
     first = Image.new("RGB", (-(-width // fx), -(-height // fy)) if reduced else (size[0], height))
     for top in range(0, height, rows):
         strip = Image.frombuffer("RGB", (width, min(rows, height - top)), pixels[top:top + rows],
-                                 "raw", "RGB" if heif.mode == "RGB" else "RGBX", 0, 1)
+                                 "raw", "RGB" if decoded.mode == "RGB" else "RGBX", 0, 1)
         if reduced:
             first.paste(strip.reduce((fx, fy)), (0, top // fy))
         else:
@@ -218,7 +235,8 @@ def _load(data: bytes, long_side: int, name, max_bytes: int = MAX_DECODE_BYTES,
             # later and commutes with scaling; keep `info`, which holds the EXIF)
             if long_side and max(img.size) > long_side:
                 info = img.info
-                fitted = _heif_fitted(data, long_side) if img.format == "HEIF" else None
+                fitted = (_heic_fitted(data, img.size, long_side) if img.format == "HEIF"
+                          else None)
                 img = fitted if fitted is not None else _fit(_rgb(img), long_side)
                 img.info = info
             else:

@@ -78,7 +78,7 @@ def test_libheifs_full_heic_picture_shrinks_to_the_pixels_pillow_gives(testmedia
     assert max(img.size) > 1280                    # the path under test: a shrunk picture
     img = ImageOps.exif_transpose(img).convert("RGB")
     for side in (1280, 320):
-        got = frames_mod._heif_fitted(data, side)
+        got = frames_mod._libheif_fitted(data, side)
         want = img.resize(got.size, Image.BILINEAR, reducing_gap=2.0)
         assert max(got.size) == side
         assert np.array_equal(np.asarray(got), np.asarray(want)), (rel, side)

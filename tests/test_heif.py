@@ -101,7 +101,7 @@ def test_a_heic_the_module_does_not_take_is_decoded_by_libheif(testmedia):
     with pytest.raises(heif.Unsupported, match="mirrored"):
         heif.fitted_picture(mirrored, _fit(1280))
     frame = decode_photo(mirrored, 1280).frames[0]
-    assert np.array_equal(frame.image, np.asarray(frames._heif_fitted(mirrored, 1280)))
+    assert np.array_equal(frame.image, np.asarray(frames._libheif_fitted(mirrored, 1280)))
     assert frame.image.shape[:2] == (960, 1280)        # mirrored, not turned
 
 

@@ -165,10 +165,10 @@ def _heic_fitted(data: bytes, size: tuple[int, int], long_side: int) -> Image.Im
     try:
         return heif.fitted_picture(data, fit)
     except (heif.Unsupported, ValueError):
-        return _heif_fitted(data, long_side)
+        return _libheif_fitted(data, long_side)
 
 
-def _heif_fitted(data: bytes, long_side: int) -> Image.Image | None:
+def _libheif_fitted(data: bytes, long_side: int) -> Image.Image | None:
     """A HEIC's full picture at `long_side`, shrunk from libheif's buffer a strip of rows at
     a time: the pixels Pillow's load and resize (with its reducing_gap) give, without
     Pillow's copy of the whole picture at 4 bytes a pixel (a 12 MP decode peaks at ~60 MB

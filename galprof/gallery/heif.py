@@ -77,13 +77,6 @@ def _boxes(data: bytes, start: int, end: int):
         pos += size
 
 
-def _child(data: bytes, start: int, end: int, kind: str) -> tuple[int, int]:
-    for k, s, e in _boxes(data, start, end):
-        if k == kind:
-            return s, e
-    raise Unsupported(f"no {kind} box")
-
-
 class _Reader:
     def __init__(self, data: bytes, pos: int, end: int):
         self.data, self.pos, self.end = data, pos, end
@@ -96,14 +89,6 @@ class _Reader:
         value = int.from_bytes(self.data[self.pos:self.pos + size], "big")
         self.pos += size
         return value
-
-    def cstring(self) -> str:
-        stop = self.data.find(b"\0", self.pos, self.end)
-        if stop < 0:
-            raise Unsupported("an unterminated name")
-        text = self.data[self.pos:stop].decode("utf-8", "replace")
-        self.pos = stop + 1
-        return text
 
 
 def _items(data: bytes, meta: tuple[int, int]):
@@ -298,7 +283,7 @@ _MATRICES = {1: "ITU709", 2: "ITU601", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "S
 
 
 # swscale's filter: its bilinear one widens with the reduction, as Pillow's BILINEAR does.
-INTERPOLATION = "BILINEAR"
+_INTERPOLATION = "BILINEAR"
 
 
 def fitted_picture(data: bytes, fit: Callable[[tuple[int, int]], tuple[int, int]]):
@@ -375,7 +360,7 @@ def fitted_picture(data: bytes, fit: Callable[[tuple[int, int]], tuple[int, int]
         raise Unsupported(f"colour matrix {colour[0]}")
     rgb = picture.reformat(width=out_w, height=out_h, format="rgb24",
                            src_colorspace=_MATRICES[colour[0]], src_color_range="JPEG",
-                           interpolation=INTERPOLATION)
+                           interpolation=_INTERPOLATION)
     del picture
     image = Image.fromarray(rgb.to_ndarray())
     if shape.rotation:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from galprof.gallery.frames import decode_photo
+from galprof.people.params import RelationParams
 from galprof.vision.faces import FaceAnalyzer, FaceDetector, FaceTunables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +78,7 @@ def attribute_summary(rows, frames, detector: FaceDetector, analyzer: FaceAnalyz
             continue
         att = analyzer.analyze(image, max(faces, key=lambda f: f.width))
         if r["apparent_gender"] in ("M", "F"):
-            right = (att.male_prob >= analyzer.tunables.male_threshold) == (r["apparent_gender"] == "M")
+            right = (att.male_prob >= RelationParams().male_threshold) == (r["apparent_gender"] == "M")
             males.append(right)
             if not right:
                 wrong_gender.append(f"{Path(r['file']).name} {r['apparent_gender']} "

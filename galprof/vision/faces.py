@@ -25,7 +25,7 @@ from galprof.vision.base import Model
 from galprof.vision.runtime import Session
 
 # Bump when a change here can change the payload of the faces stage.
-CODE_REVISION = 1
+CODE_REVISION = 2
 
 
 @tunables.defaults("faces")
@@ -174,25 +174,27 @@ class FaceDetector(Model):
         return self._canvas(transforms.picture_of(image), None)
 
     def _run_pass(self, canvas: np.ndarray, context, hints: bool = False):
-        """Faces of one letterboxed region; with `hints`, also whether the pass saw an
-        unsure face-like candidate (see FaceTunables.tile_hint_score)."""
+        """Faces of one letterboxed region; with `hints`, also the boxes (N, 4, picture
+        pixels) of what the pass could not resolve: found faces under tile_hint_side at
+        the detector input and unsure face-like candidates away from them (see
+        FaceTunables.tile_hint_score)."""
         outputs = self.session.run([transforms.normalise_minus_one_to_one(canvas)[None]])
         self.passes += 1
         faces = self._postprocess(outputs, context)
         if not hints:
             return faces
         t = self.tunables
-        if t.tile_hint_score <= 0:
-            return faces, True
+        if t.tile_hint_score <= 0:           # every tile, always (tiles_at)
+            return faces, np.zeros((0, 4), np.float32)
         scale = context[0]
-        if any(min(f.width, f.height) * scale < t.tile_hint_side for f in faces):
-            return faces, True
+        small = [f.box for f in faces if min(f.width, f.height) * scale < t.tile_hint_side]
         boxes, scores, _ = self._decode(outputs, context, t.tile_hint_score)
         unsure = boxes[scores < t.min_score]
         apart = np.ones(len(unsure), bool)
         for face in faces:
             apart &= transforms.iou(np.array(face.box), unsure) <= t.nms_iou
-        return faces, bool(apart.any())
+        return faces, np.concatenate([np.array(small, np.float32).reshape(-1, 4),
+                                      unsure[apart].astype(np.float32)])
 
     def glance(self, image: np.ndarray, full_pass=None) -> bool:
         """Whether one pass over the whole image sees a face or a face-like candidate
@@ -253,6 +255,20 @@ class FaceDetector(Model):
         return [(x, y, min(width, x + side), min(height, y + side))
                 for y in starts(height) for x in starts(width)]
 
+    def tiles_at(self, hints: np.ndarray, width: int, height: int
+                 ) -> list[tuple[int, int, int, int]]:
+        """The tile windows that overlap a hint box (N, 4): the tiles that can show
+        what the full pass saw too small; a tile far from every hint would only look for
+        faces that left no trace at all. Every tile when tile_hint_score is 0."""
+        windows = self.tiles(width, height)
+        if self.tunables.tile_hint_score <= 0:
+            return windows
+        if not len(hints):
+            return []
+        x1, y1, x2, y2 = hints.T
+        return [w for w in windows
+                if bool(np.any((x1 < w[2]) & (x2 > w[0]) & (y1 < w[3]) & (y2 > w[1])))]
+
     def detect(self, image: np.ndarray, tile: bool = True, full_pass=None,
                picture=None) -> list[FaceBox]:
         """Faces of an RGB uint8 image, highest score first, in the image's pixels.
@@ -266,9 +282,9 @@ class FaceDetector(Model):
         canvas, context = full_pass if full_pass is not None else self.full_pass_input(image)
         if not tile:
             return self._run_pass(canvas, context)
-        found, hinted = self._run_pass(canvas, context, hints=True)
+        found, hints = self._run_pass(canvas, context, hints=True)
         h, w = image.shape[:2]
-        windows = self.tiles(w, h) if hinted else []
+        windows = self.tiles_at(hints, w, h)
         if not windows:
             return found
         picture = picture() if picture is not None else Image.fromarray(image)

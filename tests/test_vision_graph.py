@@ -27,7 +27,9 @@ def whole_graph_outputs(model: bytes, feed: np.ndarray) -> np.ndarray:
 
 
 def detector_input(shared_models: Path, image: Path) -> np.ndarray:
+    """The detector's 416 x 416 input (letterboxed, BGR, float) for a photo."""
     detector = ObjectDetector("yolox_nano", threads=1, models_dir=shared_models)
+    detector.maps = []
     feeds, _ = detector._preprocess(np.asarray(Image.open(image).convert("RGB")))
     return feeds[0]
 
@@ -111,3 +113,67 @@ def test_outputs_read_in_place_are_the_copies_values(shared_models, testmedia):
     assert not viewed.flags.owndata and np.array_equal(viewed, copied)
     del viewed
     assert not np.array_equal(session.run([bus], copy=False)[name], copied)
+
+
+MAPS = ["model/tf.concat_11/concat", "model/tf.concat_14/concat", "model/tf.concat_16/concat"]
+
+
+def decoded_maps(maps: list[np.ndarray]) -> np.ndarray:
+    """The whole graph's decode done in numpy: (raw + cell) x stride, exp(raw) x stride."""
+    rows = []
+    for m, stride in zip(maps, (8, 16, 32)):
+        _, h, w, c = m.shape
+        gy, gx = np.mgrid[0:h, 0:w]
+        r = m.reshape(-1, c).astype(np.float64)
+        r[:, :2] = (r[:, :2] + np.stack([gx.ravel(), gy.ravel()], 1)) * stride
+        r[:, 2:4] = np.exp(r[:, 2:4]) * stride
+        rows.append(r)
+    return np.concatenate(rows)
+
+
+def test_the_graph_ends_at_its_maps_before_the_decode(shared_models, testmedia, yolox):
+    """Ending YOLOX at its raw maps per stride drops the decode of every anchor (SCATTER_NDs
+    on the reference kernels); decoding the maps in numpy gives the whole graph's rows."""
+    session = TFLiteSession(shared_models / "yolox_nano.tflite", 2, outputs=MAPS)
+    assert [o.name for o in session.outputs] == MAPS
+    assert [o.shape for o in session.outputs] == [(1, 52, 52, 85), (1, 26, 26, 85), (1, 13, 13, 85)]
+    for name in ("darknet_dog.jpg", "ul_bus.jpg"):
+        feed = detector_input(shared_models, testmedia / "scenes" / name)
+        got = session.run([feed])
+        whole = whole_graph_outputs(yolox, feed)[0]
+        assert np.abs(decoded_maps([got[n] for n in MAPS]) - whole).max() < 1e-3, name
+
+
+def test_any_input_size_gives_the_maps_of_that_size(shared_models, testmedia):
+    """The upsamplings rewritten, one session takes 416 x 256, 320 x 416 and the square in
+    any order (resized when the shape changes), each run giving the maps the same graph
+    gives a fresh interpreter of that size; the square's maps are bit for bit those of the
+    graph cut at its maps alone."""
+    sized = TFLiteSession(shared_models / "yolox_nano.tflite", 2, outputs=MAPS, any_size=True)
+    fixed = TFLiteSession(shared_models / "yolox_nano.tflite", 2, outputs=MAPS)
+    assert sized.any_size and not fixed.any_size
+    square = detector_input(shared_models, testmedia / "scenes" / "ul_bus.jpg")
+    first = {}
+    for h, w in [(256, 416), (416, 320), (416, 416), (256, 416)]:
+        feed = np.ascontiguousarray(square[:, :h, :w])
+        got = sized.run([feed])
+        assert [got[n].shape[1:3] for n in MAPS] == [(h // s, w // s) for s in (8, 16, 32)]
+        if (h, w) in first:
+            assert all(np.array_equal(got[n], first[(h, w)][n]) for n in MAPS)
+        first.setdefault((h, w), got)
+    want = fixed.run([square])
+    assert all(np.array_equal(first[(416, 416)][n], want[n]) for n in MAPS)
+    with pytest.raises(ValueError, match="at most"):
+        sized.run([np.zeros((1, 448, 416, 3), np.float32)])
+
+
+def test_graphs_with_size_bound_operators_keep_their_size(shared_models, yolox):
+    """Without the cut, YOLOX's decode (a RESHAPE, a grid constant) names its size; a
+    classifier ends in a fully connected layer: neither can take another size."""
+    assert not graph.rewrite(yolox, any_size=True).any_size
+    scenes = (shared_models / "mobilenet_v2_1.0_224_quant.tflite").read_bytes()
+    assert graph.rewrite(scenes, any_size=True) is None
+    assert not TFLiteSession(shared_models / "mobilenet_v2_1.0_224_quant.tflite", 1,
+                             any_size=True).any_size
+    missing = graph.rewrite(yolox, outputs=["no/such/tensor"])
+    assert missing.lifted is not None and missing.any_size is False   # the whole graph

@@ -34,6 +34,14 @@ def detector(shared_models) -> ObjectDetector:
 
 
 @pytest.fixture(scope="session")
+def square_detector(shared_models) -> ObjectDetector:
+    """The TFLite file on its declared 416 x 416 input, decoded by its own graph."""
+    square = ObjectDetector("yolox_nano", threads=2, models_dir=shared_models)
+    square.maps = []
+    return square.load()
+
+
+@pytest.fixture(scope="session")
 def onnx_detector(shared_models) -> ObjectDetector:
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: the ONNX twin "
                                               "cannot run (pip install onnxruntime)")
@@ -93,14 +101,44 @@ def test_bgr_input_matters(detector, testmedia):
     assert right > swapped + 0.1, (right, swapped)
 
 
-def test_onnx_matches_tflite(detector, onnx_detector, testmedia):
+def test_onnx_matches_tflite(square_detector, onnx_detector, testmedia):
+    """The twins on the same 416 x 416 letterbox (the ONNX file takes no other size)."""
     for name in ("darknet_dog.jpg", "ul_bus.jpg", "tfyolo_kitchen.jpg"):
         image = load_rgb(testmedia, name)
-        a, b = detector.predict(image), onnx_detector.predict(image)
+        a, b = square_detector.predict(image), onnx_detector.predict(image)
         assert labels_of(a) == labels_of(b), name
         for da, db in zip(a, b):
             assert abs(da.score - db.score) < 0.01
             assert np.abs(np.array(da.box) - db.box).max() < 1.0
+
+
+def test_letterbox_only_as_large_as_the_picture(detector, square_detector, testmedia):
+    """A 16:9 photo runs on 416 x 256 (the picture's 234 rows rounded up to the stride
+    of 32), not on the padded square: in about 0.6 of the time, with the square's
+    confident detections (in the same places, scores within 0.1). What changes is near
+    the 0.3 floor: a 0.38 "cat" on darknet_dog's dog is gone. Panoramas wider than 2:1
+    move more (tfyolo_kitchen, 1440 x 563 on 416 x 192: its second refrigerator 0.50 ->
+    0.35), and are left out of the comparison."""
+    assert detector.on_maps and detector.session.any_size and not square_detector.on_maps
+    feeds, context = detector._preprocess(load_rgb(testmedia, "ul_zidane.jpg"))
+    assert feeds[0].shape == (1, 256, 416, 3) and context[3] == (256, 416)
+    feeds, _ = square_detector._preprocess(load_rgb(testmedia, "ul_zidane.jpg"))
+    assert feeds[0].shape == (1, 416, 416, 3)
+    compared = 0
+    for path in sorted((testmedia / "scenes").glob("*.jpg")):
+        image = np.asarray(Image.open(path).convert("RGB"))
+        if max(image.shape[:2]) > 2 * min(image.shape[:2]):
+            continue
+        rect, square = detector.predict(image), square_detector.predict(image)
+        for d in (d for d in square if d.score >= 0.5):
+            same = [r for r in rect if r.label == d.label
+                    and transforms.iou(np.array(d.box), np.array([r.box]))[0] >= 0.7]
+            assert same and min(abs(r.score - d.score) for r in same) <= 0.1, (path.name, d)
+            compared += 1
+    assert compared >= 50
+    dog = labels_of(detector.predict(load_rgb(testmedia, "darknet_dog.jpg")))
+    assert "cat" in labels_of(square_detector.predict(load_rgb(testmedia, "darknet_dog.jpg")))
+    assert "cat" not in dog and {"dog", "bicycle", "car"} <= set(dog)
 
 
 def test_per_label_thresholds(testmedia):
@@ -188,17 +226,17 @@ def test_stage_boxes_in_original_coordinates(stage, testmedia):
 
 
 def test_stage_video_rule_drops_single_weak_sightings(stage, testmedia):
-    dog = load_rgb(testmedia, "darknet_dog.jpg")
+    oven = load_rgb(testmedia, "pp_instrument_gold.jpg")
     bus = load_rgb(testmedia, "ul_bus.jpg")
-    photo = stage.run([frame_at(dog, 0, 1.0)], {}).to_json()
+    photo = stage.run([frame_at(oven, 0, 1.0)], {}).to_json()
     weak = [o for o in photo["objects"] if o["score"] < VIDEO_HIGH_CONFIDENCE]
-    assert weak, "darknet_dog should hold a weak detection (the dog also scores as a cat)"
-    video = stage.run([frame_at(dog, 0, 1.0), frame_at(bus, 1, 0.5)], {}).to_json()
+    assert weak, "pp_instrument_gold should hold a weak detection (a 0.44 pizza)"
+    video = stage.run([frame_at(oven, 0, 1.0), frame_at(bus, 1, 0.5)], {}).to_json()
     kept = {o["label"] for o in video["objects"]}
     for o in weak:
         if o["label"] not in {d["label"] for d in video["frames"][1]["detections"]}:
             assert o["label"] not in kept, o
-    assert {"dog", "bus"} <= kept          # seen once, but with high confidence
+    assert {"oven", "bus"} <= kept          # seen once, but with high confidence
     people = next(o for o in video["objects"] if o["label"] == "person")
     assert people["frames_seen"] == 1 and people["count"] >= 3
 

@@ -51,10 +51,15 @@ class Model:
                 path = manifest.locate(self.spec, self.models_dir)
                 self.labels = manifest.labels(self.spec, self.models_dir)
                 session = open_session(path, self.threads,
-                                       dynamic_shapes=manifest.dynamic_input(self.spec))
+                                       dynamic_shapes=manifest.dynamic_input(self.spec),
+                                       **self._session_options())
                 self._check_contract(session)
                 self.session = session
         return self
+
+    def _session_options(self) -> dict:
+        """More open_session arguments (outputs, any_size) a model class asks for."""
+        return {}
 
     def _check_contract(self, session: Session) -> None:
         """Refuse a graph that does not match the manifest's declared input/output shapes."""

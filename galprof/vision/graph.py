@@ -1,21 +1,30 @@
-"""A TFLite graph's leading input slices, done in numpy instead of by the runtime.
+"""TFLite graphs rewritten in memory for the runtime, with the same outputs.
 
-YOLOX's "Focus" layer starts the graph with four stride-2 STRIDED_SLICEs of the input
-concatenated along the channels (a space-to-depth). XNNPACK does not take strided slices,
-so TFLite runs them with its reference kernel, element by element, single-threaded: 4-5
-ms of YOLOX-Nano's 12-18 ms a call here, and under a scan's decoding it is worse (the
-most sampled function of the roll's profile). The same slices in numpy cost under 1 ms.
-
-`lift_input_slices` cuts such a prefix off the model (the concatenation's output becomes
-the graph's input) and says how to make that input from the original one; the outputs
+Input slices. YOLOX's "Focus" layer starts the graph with four stride-2 STRIDED_SLICEs
+of the input concatenated along the channels (a space-to-depth). XNNPACK does not take
+strided slices, so TFLite runs them with its reference kernel, element by element,
+single-threaded: 4-5 ms of YOLOX-Nano's 12-18 ms a call here. The same slices in numpy
+cost under 1 ms: the prefix is cut off (the concatenation's output becomes the graph's
+input) and LiftedInput says how to make that input from the original one; the outputs
 are bit for bit those of the whole graph, since slicing moves values without arithmetic.
-The model is rewritten in memory through the flatbuffer schema that ai-edge-litert (or
-TensorFlow) ships; without one the model runs as it is.
+
+Outputs. A graph may end in a decode of every anchor (YOLOX's grid offsets, strides and
+exponentials over 3549 rows, with SCATTER_NDs on the reference kernels: ~1.4 ms a call);
+ending it at the named maps before leaves that to the caller, on the rows it keeps.
+
+Any input size. A 16:9 frame letterboxed into YOLOX's 416 x 416 square is 44 % padding;
+a graph of operators whose outputs follow their inputs' size (convolutions, pooling,
+elementwise ops: _SIZE_FREE) runs as well on 416 x 256, in 0.6 of the time. YOLOX's two
+2x upsamplings name their output size; they are rewritten into operators that do not.
+
+The model is rewritten through the flatbuffer schema that ai-edge-litert (or TensorFlow)
+ships; without one the model runs as it is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -39,6 +48,14 @@ class LiftedInput:
             end = start + piece.shape[self.axis]
             out[(slice(None),) * self.axis + (slice(start, end),)] = piece
             start = end
+
+    def shape_for(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The cut model's input shape for an original input of this shape (at most the
+        original's: the slices end where its sides did)."""
+        parts = [[len(range(*s.indices(n))) for s, n in zip(part, shape)] for part in self.slices]
+        out = parts[0]
+        out[self.axis] = sum(p[self.axis] for p in parts)
+        return tuple(out)
 
 
 def _schema():
@@ -66,32 +83,66 @@ def _starts_with(schema, model: bytes, builtin: int) -> bool:
 _DTYPES = {"FLOAT32": np.float32, "UINT8": np.uint8, "INT8": np.int8}
 
 
-def lift_input_slices(model: bytes) -> tuple[bytes, LiftedInput] | None:
-    """The model without its leading input slices and how to make its new input, or
-    None when the graph does not start that way (or no schema module is installed)."""
+@dataclass(frozen=True)
+class Rewritten:
+    """A model rewritten for the runtime (see rewrite)."""
+
+    model: bytes
+    lifted: LiftedInput | None     # its leading input slices, done in numpy
+    any_size: bool                 # its input may be resized (resize_tensor_input)
+
+
+def rewrite(model: bytes, outputs: Sequence[str] = (), any_size: bool = False
+            ) -> Rewritten | None:
+    """The model with its leading input slices lifted (see LiftedInput); with `outputs`,
+    ending at those tensors (what only fed the old outputs dropped: a decode the caller
+    does in numpy on the few rows it keeps); with `any_size`, made to take any input
+    size its ops allow (see _size_free). None when there is nothing to do, or no schema
+    module is installed: the model then runs as it is."""
     schema = _schema()
     if schema is None:
         return None
     try:
-        return _lift(schema, model)
+        if not (outputs or any_size or _starts_with(schema, model,
+                                                    schema.BuiltinOperator.STRIDED_SLICE)):
+            return None      # most models: decided without unpacking the whole graph
+        m = schema.ModelT.InitFromPackedBuf(model, 0)
+        if len(m.subgraphs) != 1 or len(m.subgraphs[0].inputs) != 1:
+            return None
+        lifted = _lift(schema, m)
+        cut = bool(outputs) and _cut(m, outputs)
+        sized = any_size and _size_free(schema, m)
+        if lifted is None and not cut and not sized:
+            return None
+        import flatbuffers
+        builder = flatbuffers.Builder(len(model) + 4096)
+        builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+        return Rewritten(bytes(builder.Output()), lifted, sized)
     except Exception:    # not a readable flatbuffer: the runtime's own error says so
         return None
 
 
-def _lift(schema, model: bytes) -> tuple[bytes, LiftedInput] | None:
-    import flatbuffers
+def lift_input_slices(model: bytes) -> tuple[bytes, LiftedInput] | None:
+    """The model without its leading input slices and how to make its new input, or
+    None when the graph does not start that way (or no schema module is installed)."""
+    done = rewrite(model)
+    return None if done is None or done.lifted is None else (done.model, done.lifted)
+
+
+def _op_names(schema, m) -> list[str]:
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    if not _starts_with(schema, model, schema.BuiltinOperator.STRIDED_SLICE):
-        return None          # most models: decided without unpacking the whole graph
-    m = schema.ModelT.InitFromPackedBuf(model, 0)
-    if len(m.subgraphs) != 1 or len(m.subgraphs[0].inputs) != 1:
-        return None
+    return [names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "") for c in m.operatorCodes]
+
+
+def _lift(schema, m) -> LiftedInput | None:
+    """Cut the graph's leading STRIDED_SLICEs of its input and their CONCATENATION off
+    (in place); how to make the concatenation's output, now the input, or None."""
     graph = m.subgraphs[0]
+    ops, op_names = graph.operators, _op_names(schema, m)
     types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 
     def op_name(op) -> str:
-        code = m.operatorCodes[op.opcodeIndex]
-        return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+        return op_names[op.opcodeIndex]
 
     def constant(index: int) -> list[int] | None:
         data = m.buffers[graph.tensors[index].buffer].data
@@ -101,7 +152,6 @@ def _lift(schema, model: bytes) -> tuple[bytes, LiftedInput] | None:
     dtype = _DTYPES.get(types.get(graph.tensors[source].type))
     rank = len(graph.tensors[source].shape)
     parts: dict[int, tuple[slice, ...]] = {}
-    ops = graph.operators
     count = 0
     while count < len(ops) and op_name(ops[count]) == "STRIDED_SLICE":
         op, options = ops[count], ops[count].builtinOptions
@@ -133,9 +183,102 @@ def _lift(schema, model: bytes) -> tuple[bytes, LiftedInput] | None:
         for tensor in signature.inputs:
             if tensor.tensorIndex == source:
                 tensor.tensorIndex = lifted
-    builder = flatbuffers.Builder(len(model) + 4096)
-    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
     original = graph.tensors[source]
-    return bytes(builder.Output()), LiftedInput(
-        [parts[i] for i in concat.inputs], axis, original.name.decode(),
-        tuple(int(d) for d in original.shape), np.dtype(dtype))
+    return LiftedInput([parts[i] for i in concat.inputs], axis, original.name.decode(),
+                       tuple(int(d) for d in original.shape), np.dtype(dtype))
+
+
+def _cut(m, names: Sequence[str]) -> bool:
+    """Make the named tensors the graph's outputs, in that order, and drop every operator
+    they do not need (in place); False, and nothing changed, when a name is missing."""
+    graph = m.subgraphs[0]
+    index = {t.name.decode(): i for i, t in enumerate(graph.tensors)}
+    if any(name not in index for name in names):
+        return False
+    outputs = [index[name] for name in names]
+    needed, kept = set(outputs), []
+    for op in reversed(graph.operators):
+        if needed.intersection(op.outputs):
+            kept.append(op)
+            needed.update(i for i in op.inputs if i >= 0)
+    graph.operators = kept[::-1]
+    graph.outputs = outputs
+    m.signatureDefs = []          # they name the old outputs
+    return True
+
+
+# Operators whose output size follows their input's (spatial ops with their own
+# kernels, paddings and strides; elementwise ops), so that a graph of only these takes
+# any input size. RESIZE_NEAREST_NEIGHBOR names its output size: _size_free rewrites it.
+_SIZE_FREE = {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD",
+              "CONCATENATION", "DEPTH_TO_SPACE", "LOGISTIC", "RELU", "RELU6", "HARD_SWISH",
+              "TANH", "ADD", "MUL", "SUB"}
+
+
+def _size_free(schema, m) -> bool:
+    """Whether the graph can take any input size, after rewriting each 2x nearest
+    upsampling (a RESIZE_NEAREST_NEIGHBOR with a constant size: YOLOX's PAFPN) as four
+    copies concatenated along the channels and a DEPTH_TO_SPACE, which give the same
+    values without naming a size (in place; the outputs are bit for bit the same)."""
+    graph = m.subgraphs[0]
+    op_names = _op_names(schema, m)
+    B = schema.BuiltinOperator
+
+    def code(builtin: int) -> int:
+        for i, c in enumerate(m.operatorCodes):
+            if max(c.builtinCode, c.deprecatedBuiltinCode) == builtin:
+                return i
+        c = schema.OperatorCodeT()
+        c.builtinCode, c.deprecatedBuiltinCode, c.version = builtin, min(builtin, 127), 1
+        m.operatorCodes.append(c)
+        return len(m.operatorCodes) - 1
+
+    def shape(i: int) -> list[int]:
+        return [int(d) for d in graph.tensors[i].shape]
+
+    def constant(i: int) -> bool:
+        return m.buffers[graph.tensors[i].buffer].data is not None
+
+    ops = []
+    for op in graph.operators:
+        name = op_names[op.opcodeIndex]
+        if name == "RESIZE_NEAREST_NEIGHBOR":
+            options = op.builtinOptions
+            source, target = shape(op.inputs[0]), shape(op.outputs[0])
+            if options.alignCorners or options.halfPixelCenters or len(source) != 4 \
+                    or target != [source[0], 2 * source[1], 2 * source[2], source[3]]:
+                return False
+            copies = schema.TensorT()
+            copies.shape = np.array(source[:3] + [4 * source[3]], np.int32)
+            copies.type = graph.tensors[op.inputs[0]].type
+            copies.buffer = 0
+            copies.name = graph.tensors[op.inputs[0]].name + b"/x4"
+            graph.tensors.append(copies)
+            concat = schema.OperatorT()
+            concat.opcodeIndex = code(B.CONCATENATION)
+            concat.inputs = np.array([op.inputs[0]] * 4, np.int32)
+            concat.outputs = np.array([len(graph.tensors) - 1], np.int32)
+            concat.builtinOptionsType = schema.BuiltinOptions.ConcatenationOptions
+            concat.builtinOptions = schema.ConcatenationOptionsT()
+            concat.builtinOptions.axis = 3
+            to_space = schema.OperatorT()
+            to_space.opcodeIndex = code(B.DEPTH_TO_SPACE)
+            to_space.inputs = concat.outputs
+            to_space.outputs = np.array(op.outputs, np.int32)
+            to_space.builtinOptionsType = schema.BuiltinOptions.DepthToSpaceOptions
+            to_space.builtinOptions = schema.DepthToSpaceOptionsT()
+            to_space.builtinOptions.blockSize = 2
+            ops += [concat, to_space]
+            continue
+        if name not in _SIZE_FREE:
+            return False
+        if name in ("ADD", "MUL", "SUB"):
+            # a constant operand with a size of its own (a grid, say) would not follow
+            for i in op.inputs:
+                if constant(i) and len(shape(i)) == 4 and (shape(i)[1] > 1 or shape(i)[2] > 1):
+                    return False
+        if name == "CONCATENATION" and op.builtinOptions.axis % len(shape(op.outputs[0])) != 3:
+            return False
+        ops.append(op)
+    graph.operators = ops
+    return True

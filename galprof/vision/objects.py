@@ -4,7 +4,10 @@ Pre/post-processing follows the contract verified in shared/models/MANIFEST.md:
 letterbox at the top-left on a 114 canvas, BGR float 0-255, one output row per
 anchor [dx, dy, dw, dh, objectness, 80 class scores] (already sigmoided), decoded
 on the grids of the manifest's strides. The TFLite conversion decodes inside its
-graph (rows hold cx, cy, w, h in input pixels); the manifest's `decoded` flag says so.
+graph (rows hold cx, cy, w, h in input pixels; the manifest's `decoded` flag says so),
+but its session ends before that, at the raw maps per stride (the manifest's `maps`):
+the decode is done here on the few rows that can reach a threshold, and the letterbox
+is only as large as the picture, rounded up to 32 (graph.py: any input size).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ TILE_EDGE_MARGIN = 0.02
 # box is a piece of that object seen by one tile, not another object.
 TILE_CONTAINED = 0.8
 # Bump when this module's output for the same pixels and model changes (cache key).
-CODE_REVISION = 2
+CODE_REVISION = 3
 
 
 class ObjectDetector(Model):
@@ -64,42 +67,61 @@ class ObjectDetector(Model):
         self.pad_value = int(self.spec.input.get("pad_value", 114))
         self.bgr = self.spec.input.get("color", "BGR") == "BGR"
         self.strides = list(self.spec.output.get("strides", [8, 16, 32]))
-        # Some conversions carry the grid decode inside the graph (the manifest says which).
+        # Some conversions carry the grid decode inside the graph (the manifest says which);
+        # a TFLite session may end before it, at the raw maps per stride (load).
         self.decoded = bool(self.spec.output.get("decoded", False))
-        self._grid = self._make_grid()
+        self.maps = list(self.spec.output.get("maps", []))
+        self.on_maps = False
+        self._grids: dict[tuple[int, int], list[np.ndarray]] = {}
         self._label_thresholds: np.ndarray | None = None
         self._inputs = threading.local()
 
-    def _make_grid(self) -> tuple[np.ndarray, np.ndarray]:
-        """Anchor cell (gx, gy) and stride per output row, row-major per stride."""
-        cells, strides = [], []
-        for s in self.strides:
-            gh, gw = self.height // s, self.width // s
-            gy, gx = np.mgrid[0:gh, 0:gw]
-            cells.append(np.stack([gx.ravel(), gy.ravel()], axis=1))
-            strides.append(np.full(gh * gw, s))
-        return np.concatenate(cells).astype(np.float32), np.concatenate(strides).astype(np.float32)
+    def _session_options(self) -> dict:
+        # The maps, and a letterbox only as large as the picture (rounded up to the
+        # largest stride): a 16:9 frame runs on 416 x 256 instead of 416 x 416.
+        return {"outputs": self.maps, "any_size": True} if self.maps else {}
+
+    def _grid(self, height: int, width: int) -> list[np.ndarray]:
+        """Per stride, the anchor cell (gx, gy) of each row of its map, row-major."""
+        key = (height, width)
+        if key not in self._grids:
+            cells = []
+            for s in self.strides:
+                gy, gx = np.mgrid[0:height // s, 0:width // s]
+                cells.append(np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32))
+            self._grids[key] = cells
+        return self._grids[key]
 
     def _check_contract(self, session: Session) -> None:
         want_in = self.spec.input.get("shape")
         got_in = list(session.inputs[0].shape)
         if want_in and got_in != list(want_in):
             raise ModelMismatch(f"{self.spec.file}: input shape {got_in}, manifest says {want_in}")
-        got_out = list(session.outputs[0].shape)
+        values = 5 + len(self.labels)
+        rows = sum(len(c) for c in self._grid(self.height, self.width))
+        if self.maps and [o.name for o in session.outputs] == self.maps:
+            for out, stride in zip(session.outputs, self.strides):
+                want = [1, self.height // stride, self.width // stride, values]
+                if list(out.shape) != want:
+                    raise ModelMismatch(f"{self.spec.file}: map {out.name} has shape "
+                                        f"{list(out.shape)}, stride {stride} gives {want}")
+            got_out = [1, rows, values]
+        else:
+            got_out = list(session.outputs[0].shape)
         want_out = self.spec.output.get("shape")
         if want_out and got_out != list(want_out):
             raise ModelMismatch(f"{self.spec.file}: output shape {got_out}, "
                                 f"manifest says {want_out}")
-        rows = len(self._grid[1])
         if got_out[1] != rows:
             raise ModelMismatch(f"{self.spec.file}: {got_out[1]} anchors, but strides "
                                 f"{self.strides} on {self.width}x{self.height} give {rows}")
-        if got_out[-1] != 5 + len(self.labels):
+        if got_out[-1] != values:
             raise ModelMismatch(f"{self.spec.file}: rows of {got_out[-1]} values, expected "
                                 f"5 + {len(self.labels)} labels")
 
     def load(self) -> "ObjectDetector":
         super().load()
+        self.on_maps = bool(self.maps) and [o.name for o in self.session.outputs] == self.maps
         if self._label_thresholds is None:
             self._label_thresholds = np.array(
                 [self.thresholds.get(name, self.default_threshold) for name in self.labels],
@@ -115,27 +137,39 @@ class ObjectDetector(Model):
         nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
         return transforms.resize(image, nw, nh), ratio
 
+    def _input_size(self, height: int, width: int) -> tuple[int, int]:
+        """The network input for a letterboxed picture of this size: the declared square,
+        or, when the session takes any size, the picture's rounded up to the largest
+        stride."""
+        if not (self.on_maps and self.session.any_size):
+            return self.height, self.width
+        s = max(self.strides)
+        return -(-height // s) * s, -(-width // s) * s
+
     def _preprocess(self, image: np.ndarray, prepared: tuple[np.ndarray, float] | None = None
                     ) -> tuple[list[np.ndarray], Any]:
         """The letterbox (top-left, pad_value around it) as float32 in the model's colour
         order and layout, written straight into the input array (no uint8 canvas, no
         second colour-swapped copy)."""
+        self.load()
         small, ratio = prepared if prepared is not None else self.letterboxed(image)
         nh, nw = small.shape[:2]
-        x = self._input_array()
+        size = self._input_size(nh, nw)
+        x = self._input_array(*size)
         x[0, nh:], x[0, :nh, nw:] = self.pad_value, self.pad_value
         x[0, :nh, :nw] = transforms.rgb_to_bgr(small) if self.bgr else small
         if self.channels_first:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        return [x], (ratio, image.shape[1], image.shape[0])
+        return [x], (ratio, image.shape[1], image.shape[0], size)
 
-    def _input_array(self) -> np.ndarray:
-        """This thread's input array, made once: a new 2 MB array a call is a fresh
-        mapping, page faults and an unmap each time (frames.MMAP_THRESHOLD)."""
-        x = getattr(self._inputs, "array", None)
-        if x is None:
-            x = self._inputs.array = np.empty((1, self.height, self.width, 3), np.float32)
-        return x
+    def _input_array(self, height: int, width: int) -> np.ndarray:
+        """This thread's input array of this size, the front of one buffer made once: a
+        new 2 MB array a call is a fresh mapping, page faults and an unmap each time
+        (frames.MMAP_THRESHOLD)."""
+        buffer = getattr(self._inputs, "buffer", None)
+        if buffer is None:
+            buffer = self._inputs.buffer = np.empty(self.height * self.width * 3, np.float32)
+        return buffer[:height * width * 3].reshape(1, height, width, 3)
 
     def detect(self, image: np.ndarray, prepared: tuple[np.ndarray, float] | None = None
                ) -> list[Detection]:
@@ -145,33 +179,46 @@ class ObjectDetector(Model):
         # read in place: _postprocess keeps nothing of the output array
         return self._postprocess(self.session.run(feeds, copy=False), context)
 
+    def _candidates(self, outputs: dict[str, np.ndarray], size: tuple[int, int],
+                    lowest: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The output rows whose objectness reaches `lowest`, with their anchor cells and
+        strides. A row's best class score is objectness x its best class probability
+        (<= 1): the others (most of the 3549 at the first test) need no more work."""
+        parts = []
+        if self.on_maps:
+            maps = [outputs[o.name].reshape(-1, outputs[o.name].shape[-1])
+                    for o in self.session.outputs]
+        else:
+            rows = outputs[self.session.outputs[0].name][0]
+            maps = np.split(rows, np.cumsum([len(c) for c in self._grid(*size)])[:-1])
+        for rows, cells, stride in zip(maps, self._grid(*size), self.strides):
+            keep = np.flatnonzero(rows[:, 4] >= lowest)
+            parts.append((rows[keep], cells[keep], np.full(len(keep), stride, np.float32)))
+        rows, cells, strides = (np.concatenate(p) for p in zip(*parts))
+        return rows, cells, strides
+
     def _postprocess(self, outputs: dict[str, np.ndarray], context: Any) -> list[Detection]:
-        ratio, width, height = context
-        rows = outputs[self.session.outputs[0].name][0]
-        # A row's best class score is objectness x its best class probability (<= 1):
-        # rows whose objectness, then whose best, cannot reach the lowest threshold go
-        # before the per-class work (most of the 3549 rows at the first test).
+        ratio, width, height, size = context
         lowest = self._label_thresholds.min()
-        rows_idx = np.flatnonzero(rows[:, 4] >= lowest)
-        best = rows[rows_idx, 5:].max(axis=1) * rows[rows_idx, 4]
-        rows_idx = rows_idx[best >= lowest]
-        if not rows_idx.size:
+        rows, cells, strides = self._candidates(outputs, size, lowest)
+        best = rows[:, 5:].max(axis=1) * rows[:, 4]
+        keep = best >= lowest
+        if not keep.any():
             return []
-        rows = rows[rows_idx]
+        rows, cells, strides = rows[keep], cells[keep], strides[keep]
         cls_scores = rows[:, 5:] * rows[:, 4:5]
         cls = cls_scores.argmax(axis=1)
         score = cls_scores[np.arange(len(cls)), cls]
         keep = score >= self._label_thresholds[cls]
         if not keep.any():
             return []
-        rows, cls, score, rows_idx = rows[keep], cls[keep], score[keep], rows_idx[keep]
-        cells, strides = self._grid[0][rows_idx], self._grid[1][rows_idx]
-        if self.decoded:
-            centre, size = rows[:, :2], rows[:, 2:4]
+        rows, cls, score, cells, strides = rows[keep], cls[keep], score[keep], cells[keep], strides[keep]
+        if self.decoded and not self.on_maps:
+            centre, box_size = rows[:, :2], rows[:, 2:4]
         else:
             centre = (rows[:, :2] + cells) * strides[:, None]
-            size = np.exp(np.clip(rows[:, 2:4], -MAX_LOG_SIZE, MAX_LOG_SIZE)) * strides[:, None]
-        boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) / ratio
+            box_size = np.exp(np.clip(rows[:, 2:4], -MAX_LOG_SIZE, MAX_LOG_SIZE)) * strides[:, None]
+        boxes = np.concatenate([centre - box_size / 2, centre + box_size / 2], axis=1) / ratio
         boxes = transforms.clip_boxes(boxes, width, height)
         order = transforms.nms(boxes, score, self.iou_threshold, classes=cls)
         return [Detection(self.labels[cls[i]], float(score[i]), tuple(float(v) for v in boxes[i]))

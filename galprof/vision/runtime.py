@@ -34,6 +34,7 @@ class Session(Protocol):
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     extra_outputs: list[TensorInfo]   # intermediate tensors asked for in open_session
+    any_size: bool                    # run takes inputs smaller than inputs[0].shape
 
     def run(self, feeds: list[np.ndarray], copy: bool = True) -> dict[str, np.ndarray]:
         """Run once; returns every output by name. `copy=False`: the outputs may be views
@@ -82,15 +83,17 @@ def _native_stderr_silenced():
 
 
 class TFLiteSession:
-    def __init__(self, path: Path, threads: int, extra_outputs: Sequence[str] = ()):
+    def __init__(self, path: Path, threads: int, extra_outputs: Sequence[str] = (),
+                 outputs: Sequence[str] = (), any_size: bool = False):
         interpreter_class = _tflite_interpreter_class()
         model = {"model_path": str(path)}
-        # Input slices XNNPACK cannot run (YOLOX's Focus) are done in numpy (graph.py).
-        lifted = graph.lift_input_slices(path.read_bytes())
-        if lifted is not None:
-            model, self.lifted = {"model_content": lifted[0]}, lifted[1]
-        else:
-            self.lifted = None
+        # Input slices XNNPACK cannot run (YOLOX's Focus) are done in numpy, the graph
+        # ends at `outputs` when asked and takes any input size when it can (graph.py).
+        rewritten = graph.rewrite(path.read_bytes(), outputs, any_size)
+        self.lifted, self.any_size = None, False
+        if rewritten is not None:
+            model, self.lifted = {"model_content": rewritten.model}, rewritten.lifted
+            self.any_size = rewritten.any_size
         if extra_outputs:
             # Intermediate tensors share arena memory and are overwritten later in the
             # run unless preserved (measured: +0.3 ms on MobileNetV2/EfficientNet-Lite0).
@@ -121,7 +124,20 @@ class TFLiteSession:
         return TensorInfo(d["name"], tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]),
                           float(scale), int(zero))
 
+    def _fit_input(self, shape: tuple[int, ...]) -> None:
+        """Resize the graph's input to take a feed of this shape (any_size: at most the
+        declared size on each side), when it differs from the last feed's."""
+        declared = self.inputs[0].shape
+        if len(shape) != len(declared) or any(n > d for n, d in zip(shape, declared)):
+            raise ValueError(f"input of shape {shape}: this model takes at most {declared}")
+        size = self.lifted.shape_for(shape) if self.lifted is not None else shape
+        if tuple(self._it.get_input_details()[0]["shape"]) != size:
+            self._it.resize_tensor_input(self._in_idx[0], list(size))
+            self._it.allocate_tensors()
+
     def run(self, feeds, copy=True):
+        if self.any_size:
+            self._fit_input(feeds[0].shape)
         inputs = list(zip(self._in_idx, feeds))
         if self.lifted is not None:
             # into the input tensor itself; the view must be gone before invoke()
@@ -174,6 +190,7 @@ class OnnxSession:
             raise ModelMismatch(f"{path.name}: {', '.join(missing)} is not a graph output "
                                 "(ONNX sessions only return graph outputs)")
         self.extra_outputs = [o for o in self.outputs if o.name in extra_outputs]
+        self.any_size = False
 
     def run(self, feeds, copy=True):      # onnxruntime's outputs are new arrays anyway
         names = [i.name for i in self.inputs]
@@ -182,14 +199,18 @@ class OnnxSession:
 
 
 def open_session(path: Path, threads: int | None = None,
-                 extra_outputs: Sequence[str] = (), dynamic_shapes: bool = False) -> Session:
+                 extra_outputs: Sequence[str] = (), dynamic_shapes: bool = False,
+                 outputs: Sequence[str] = (), any_size: bool = False) -> Session:
     """A session for a model file, chosen by its suffix.
 
     extra_outputs: names of intermediate tensors to return from `run` beside the
     graph outputs (their TensorInfo, with quantisation, is in `session.extra_outputs`).
     dynamic_shapes: the model is called with inputs of many sizes.
+    outputs, any_size (TFLite): end the graph at these tensors, which become
+    `session.outputs`, and let it take inputs smaller than declared, when the graph
+    allows (graph.rewrite; `session.outputs` and `session.any_size` say what was done).
     """
     threads = threads or default_threads()
     if path.suffix == ".onnx":
         return OnnxSession(path, threads, extra_outputs, dynamic_shapes)
-    return TFLiteSession(path, threads, extra_outputs)
+    return TFLiteSession(path, threads, extra_outputs, outputs, any_size)

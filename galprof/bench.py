@@ -513,32 +513,36 @@ def scan_child(argv: list[str] | None = None) -> None:
                 entry[0] += time.perf_counter() - started
                 entry[1] += 1
     Frame.at_least, Frame.decode_larger = noted_at_least, timed_decode_larger
-    # Time the inference thread waits for a decode (its futures' results).
+    # Time the inference thread waits for a decode (for the first of its futures to be
+    # done, or a result) ...
     import concurrent.futures
     import threading
-    result, waited = concurrent.futures.Future.result, [0.0]
-
-    def timed_result(future, timeout=None):
-        started = time.perf_counter()
-        try:
-            return result(future, timeout)
-        finally:
-            if threading.current_thread() is threading.main_thread():
-                waited[0] += time.perf_counter() - started
-    concurrent.futures.Future.result = timed_result
-    # ... and waits for a video's next frame while analysing those decoded (its stage
-    # time is counted by the pipeline)
     from galprof.pipeline import ingest as ingest_mod
-    analyse_while_decoding = ingest_mod._analyse_while_decoding
+    result, wait, waited = concurrent.futures.Future.result, ingest_mod.wait, [0.0]
 
-    def timed_analyse_while_decoding(future, arrivals, summary, *a):
+    def on_main_thread_timed(call):
+        def timed(*a, **k):
+            started = time.perf_counter()
+            try:
+                return call(*a, **k)
+            finally:
+                if threading.current_thread() is threading.main_thread():
+                    waited[0] += time.perf_counter() - started
+        return timed
+    concurrent.futures.Future.result = on_main_thread_timed(result)
+    ingest_mod.wait = on_main_thread_timed(wait)
+    # ... and for a video's next frame while analysing those decoded (its stage time is
+    # counted by the pipeline)
+    analyse_next_arrival = ingest_mod._analyse_next_arrival
+
+    def timed_analyse_next_arrival(arrivals, summary, *a):
         started, staged = time.perf_counter(), sum(summary.stage_seconds.values())
         try:
-            return analyse_while_decoding(future, arrivals, summary, *a)
+            return analyse_next_arrival(arrivals, summary, *a)
         finally:
             waited[0] += (time.perf_counter() - started
                           - (sum(summary.stage_seconds.values()) - staged))
-    ingest_mod._analyse_while_decoding = timed_analyse_while_decoding
+    ingest_mod._analyse_next_arrival = timed_analyse_next_arrival
     # The peak before the gallery passes is the ingest's own (the passes load other data:
     # the places pass its GeoNames table).
     import galprof.pipeline as pipeline_mod

@@ -378,6 +378,49 @@ def test_the_stages_inputs_come_from_one_picture_let_go_after(testmedia, stages,
     assert PICTURE not in video._cache and ("faces", "found") in video._cache
 
 
+def test_photos_behind_a_video_still_decoding_are_finished_first(testmedia, tmp_path, stages,
+                                                                 monkeypatch):
+    """The inference thread does not wait for a long decode at the head of the queue
+    while files behind it are ready: the video (first in the walk) is held in its decode
+    thread until both photos are recorded, which happens within the 10 s allowed."""
+    from galprof.pipeline import ingest
+
+    folder = tmp_path / "roll"
+    folder.mkdir()
+    shutil.copy(testmedia / "videos/derived/intel_head-pose-face-detection-male_from_gif.mp4",
+                folder / "0_clip.mp4")
+    shutil.copy(testmedia / "scenes/darknet_dog.jpg", folder / "1_dog.jpg")
+    shutil.copy(testmedia / "scenes/ul_bus.jpg", folder / "2_bus.jpg")
+    started, finished, photos_done = [], [], threading.Event()
+    real_read, real_finish, real_decode = frames_mod.read_media, ingest._finish, \
+        frames_mod.decode_video
+
+    def noted_read(path, *a, **k):
+        started.append(Path(path).name)
+        return real_read(path, *a, **k)
+
+    def noted_finish(store, w, *a, **k):
+        waiting = real_finish(store, w, *a, **k)
+        if waiting is None:
+            finished.append(w.found.path.name)
+            if {"1_dog.jpg", "2_bus.jpg"} <= set(finished):
+                photos_done.set()
+        return waiting
+
+    def held_decode(*a, **k):
+        held.append(photos_done.wait(10))
+        return real_decode(*a, **k)
+    held: list[bool] = []
+    monkeypatch.setattr(frames_mod, "read_media", noted_read)
+    monkeypatch.setattr(ingest, "_finish", noted_finish)
+    monkeypatch.setattr(frames_mod, "decode_video", held_decode)
+    with open_store(tmp_path / "g.db") as store:
+        summary = run(store, [folder], Settings(stages=list(stages)))
+    assert summary.failed == 0 and summary.analysed == 3
+    assert started[0] == "0_clip.mp4"
+    assert held == [True] and finished == ["1_dog.jpg", "2_bus.jpg", "0_clip.mp4"]
+
+
 def test_a_video_is_analysed_while_it_decodes_with_the_same_results(
         testmedia, tmp_path, stages, monkeypatch):
     folder = tmp_path / "roll"

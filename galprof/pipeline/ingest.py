@@ -3,7 +3,9 @@
 Decoding runs in worker threads ahead of inference so that both overlap; inference runs
 on this thread, stage by stage in dependency order. A HEIC read from its preview whose
 stage wants the full picture goes back to the decode threads for it and its remaining
-stages run when it is back: full decodes never hold up inference. Results are committed
+stages run when it is back: full decodes never hold up inference. Items are finished in
+the order their decodes end, first come first: one ready behind a decode still running
+(a video, a full picture) goes before it. Results are committed
 in small batches (every COMMIT_EVERY_ITEMS items or COMMIT_EVERY_SECONDS), so a run
 killed at any moment resumes where it stopped.
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from queue import Empty, SimpleQueue
 from dataclasses import dataclass, field
 
@@ -214,6 +216,7 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
     with _Batch(store) as batch, ThreadPoolExecutor(max_workers=workers) as pool:
         queue: deque = deque()
         waiting = deque(work)
+        done = 0
 
         def refill(video_busy: bool) -> None:
             # Keep a few decodes in flight so that inference never waits for the disk, but
@@ -226,60 +229,74 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
                 w = waiting.popleft()
                 arrivals = _Arrivals() if w.found.kind == "video" else None
                 queue.append((w, pool.submit(read, w, arrivals), arrivals))
+
+        def finish(entry) -> None:
+            nonlocal done
+            w, future, _ = entry
+            refill(w.found.kind == "video")
+            waiting_item = _finish(store, w, future, settings, summary, problem, cache,
+                                   streaks, loaded)
+            if waiting_item is not None:
+                # A full HEIC decode (~150 ms) in a decode thread, while this thread
+                # analyses the items read ahead; the item is finished when it is back.
+                queue.append((w, pool.submit(waiting_item.decode_full_picture), None))
+                return
+            refill(False)
+            done += 1
+            if on_progress:
+                on_progress(done, total)
+            batch.tick()
+
         refill(False)
-        done = 0
         try:
             while queue:
-                w, future, arrivals = queue.popleft()
-                refill(w.found.kind == "video")
-                if arrivals is not None:
-                    _analyse_while_decoding(future, arrivals, summary, loaded, lambda: any(
-                        f.running() for _, f, _ in queue))
-                waiting_item = _finish(store, w, future, settings, summary, problem, cache,
-                                       streaks, loaded)
-                future = arrivals = None     # its frames go before the next read starts
-                if waiting_item is not None:
-                    # A full HEIC decode (~400 ms) in a decode thread, while this thread
-                    # analyses the items read ahead; the item is finished when it is back.
-                    queue.append((w, pool.submit(waiting_item.decode_full_picture), None))
+                head = queue[0]
+                if head[1].done():
+                    finish(queue.popleft())
                     continue
-                refill(False)
-                done += 1
-                if on_progress:
-                    on_progress(done, total)
-                batch.tick()
+                # The first item is still decoding (a video, a full HEIC picture): one
+                # behind it that is ready is finished first, so that inference does not
+                # wait for one long decode while others are done.
+                behind = list(queue)[1:]
+                ready = next((entry for entry in behind if entry[1].done()), None)
+                if ready is not None:
+                    queue.remove(ready)
+                    finish(ready)
+                    continue
+                arrivals = head[2]
+                if arrivals is not None and not any(f.running() for _, f, _ in behind):
+                    _analyse_next_arrival(arrivals, summary, loaded)
+                    continue
+                wait([f for _, f, _ in queue], timeout=ARRIVAL_POLL_SECONDS
+                     if arrivals is not None else None, return_when=FIRST_COMPLETED)
         finally:
             for _, future, _ in queue:
                 future.cancel()
 
 
-def _analyse_while_decoding(future, arrivals: _Arrivals, summary: Summary,
-                            loaded: set[str], others_decoding) -> None:
-    """Inference thread, at a video still decoding: the stages' work on each frame
-    decoded so far (Stage.analyse), until the decode is done; its stages' `run` then
-    find it done. Only while no other file is decoding: the cores are then busy already,
-    and inference beside two decodes costs more CPU than it saves waiting (a roll of 200:
-    wall time +12 %). A failure here is left for `run` to meet again and report."""
-    while not future.done():
-        if others_decoding():
-            wait([future], timeout=ARRIVAL_POLL_SECONDS)
-            continue
+def _analyse_next_arrival(arrivals: _Arrivals, summary: Summary, loaded: set[str]) -> None:
+    """Inference thread, at a video still decoding and nothing else ready: the stages'
+    work on its next decoded frame (Stage.analyse; waiting for one at most
+    ARRIVAL_POLL_SECONDS), which its stages' `run` then find done. Only while no other
+    file is decoding: the cores are then busy already, and inference beside two decodes
+    costs more CPU than it saves waiting (a roll of 200: wall time +12 %). A failure here
+    is left for `run` to meet again and report."""
+    try:
+        frame = arrivals.frames.get(timeout=ARRIVAL_POLL_SECONDS)
+    except Empty:
+        return
+    for stage in arrivals.stages:
+        if stage.name not in loaded:
+            stage.load()
+            loaded.add(stage.name)
+        started = time.perf_counter()
         try:
-            frame = arrivals.frames.get(timeout=ARRIVAL_POLL_SECONDS)
-        except Empty:
-            continue
-        for stage in arrivals.stages:
-            if stage.name not in loaded:
-                stage.load()
-                loaded.add(stage.name)
-            started = time.perf_counter()
-            try:
-                stage.analyse(frame)
-            except Exception:
-                pass
-            finally:
-                summary.stage_seconds[stage.name] = round(
-                    summary.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started, 4)
+            stage.analyse(frame)
+        except Exception:
+            pass
+        finally:
+            summary.stage_seconds[stage.name] = round(
+                summary.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started, 4)
 
 
 def _base_row(w: Work) -> dict:

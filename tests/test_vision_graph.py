@@ -1,5 +1,6 @@
-"""TFLite sessions: YOLOX's Focus slices done in numpy (graph.lift_input_slices) and outputs
-read in place, with the outputs unchanged."""
+"""TFLite sessions: YOLOX's Focus slices done in numpy, its graph ended at its raw maps and
+made to take any input size (graph.rewrite), and outputs read in place, with the outputs
+unchanged."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def test_parts_follow_the_concatenation_order(shared_models, testmedia, yolox):
         concat = m.subgraphs[0].operators[4]
         concat.inputs = concat.inputs[::-1]
     model = edited(yolox, reverse_concat)
-    cut, lifted = graph.lift_input_slices(model)
+    done = graph.rewrite(model)
+    cut, lifted = done.model, done.lifted
     assert [(s[1].start, s[2].start) for s in lifted.slices] == [(1, 1), (0, 1), (1, 0), (0, 0)]
     feed = detector_input(shared_models, testmedia / "scenes" / "darknet_dog.jpg")
     parts = np.empty((1, 208, 208, 12), np.float32)
@@ -85,20 +87,20 @@ def test_parts_follow_the_concatenation_order(shared_models, testmedia, yolox):
     pytest.param(lambda m: m.subgraphs[0].operators.pop(4), id="no-concatenation"),
 ])
 def test_graphs_it_cannot_cut_run_as_they_are(yolox, edit):
-    assert graph.lift_input_slices(edited(yolox, edit)) is None
+    assert graph.rewrite(edited(yolox, edit)) is None
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2_1.0_224_quant.tflite",
                                   "face_detection_full_range.tflite",
                                   "hse_age_gender_identity_int8.tflite"])
 def test_other_models_are_not_cut(shared_models, name):
-    assert graph.lift_input_slices((shared_models / name).read_bytes()) is None
+    assert graph.rewrite((shared_models / name).read_bytes()) is None
     assert TFLiteSession(shared_models / name, 1).lifted is None
 
 
 def test_unreadable_bytes_are_left_to_the_runtime(yolox):
-    assert graph.lift_input_slices(yolox[: len(yolox) // 3]) is None
-    assert graph.lift_input_slices(b"not a model at all") is None
+    assert graph.rewrite(yolox[: len(yolox) // 3]) is None
+    assert graph.rewrite(b"not a model at all") is None
 
 
 def test_outputs_read_in_place_are_the_copies_values(shared_models, testmedia):

@@ -216,7 +216,6 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
     with _Batch(store) as batch, ThreadPoolExecutor(max_workers=workers) as pool:
         queue: deque = deque()
         waiting = deque(work)
-        done = 0
 
         def refill(video_busy: bool) -> None:
             # Keep a few decodes in flight so that inference never waits for the disk, but
@@ -230,8 +229,9 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
                 arrivals = _Arrivals() if w.found.kind == "video" else None
                 queue.append((w, pool.submit(read, w, arrivals), arrivals))
 
-        def finish(entry) -> None:
-            nonlocal done
+        def finish(entry) -> bool:
+            """Finish one item whose decode is done; False when it went back to the
+            decode threads for its full picture."""
             w, future, _ = entry
             refill(w.found.kind == "video")
             waiting_item = _finish(store, w, future, settings, summary, problem, cache,
@@ -240,35 +240,38 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
                 # A full HEIC decode (~150 ms) in a decode thread, while this thread
                 # analyses the items read ahead; the item is finished when it is back.
                 queue.append((w, pool.submit(waiting_item.decode_full_picture), None))
-                return
-            refill(False)
-            done += 1
-            if on_progress:
-                on_progress(done, total)
-            batch.tick()
+                return False
+            return True
 
         refill(False)
+        done = 0
         try:
             while queue:
-                head = queue[0]
-                if head[1].done():
-                    finish(queue.popleft())
+                # The first item whose decode is done, in line order: while the first
+                # still decodes (a video, a full HEIC picture), one behind it that is
+                # ready goes first, so that inference does not wait for one long decode.
+                index = next((i for i, (_, f, _) in enumerate(queue) if f.done()), None)
+                if index is None:
+                    arrivals = queue[0][2]
+                    if arrivals is not None and not any(f.running() for _, f, _ in
+                                                        list(queue)[1:]):
+                        _analyse_next_arrival(arrivals, summary, loaded)
+                    else:
+                        wait([f for _, f, _ in queue], timeout=ARRIVAL_POLL_SECONDS
+                             if arrivals is not None else None, return_when=FIRST_COMPLETED)
+                    arrivals = None
                     continue
-                # The first item is still decoding (a video, a full HEIC picture): one
-                # behind it that is ready is finished first, so that inference does not
-                # wait for one long decode while others are done.
-                behind = list(queue)[1:]
-                ready = next((entry for entry in behind if entry[1].done()), None)
-                if ready is not None:
-                    queue.remove(ready)
-                    finish(ready)
+                entry = queue[index]
+                del queue[index]
+                finished = finish(entry)
+                entry = None                 # its frames go before the next read starts
+                if not finished:
                     continue
-                arrivals = head[2]
-                if arrivals is not None and not any(f.running() for _, f, _ in behind):
-                    _analyse_next_arrival(arrivals, summary, loaded)
-                    continue
-                wait([f for _, f, _ in queue], timeout=ARRIVAL_POLL_SECONDS
-                     if arrivals is not None else None, return_when=FIRST_COMPLETED)
+                refill(False)
+                done += 1
+                if on_progress:
+                    on_progress(done, total)
+                batch.tick()
         finally:
             for _, future, _ in queue:
                 future.cancel()

@@ -122,13 +122,6 @@ def rewrite(model: bytes, outputs: Sequence[str] = (), any_size: bool = False
         return None
 
 
-def lift_input_slices(model: bytes) -> tuple[bytes, LiftedInput] | None:
-    """The model without its leading input slices and how to make its new input, or
-    None when the graph does not start that way (or no schema module is installed)."""
-    done = rewrite(model)
-    return None if done is None or done.lifted is None else (done.model, done.lifted)
-
-
 def _op_names(schema, m) -> list[str]:
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     return [names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "") for c in m.operatorCodes]

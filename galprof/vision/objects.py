@@ -151,7 +151,7 @@ class ObjectDetector(Model):
         """The letterbox (top-left, pad_value around it) as float32 in the model's colour
         order and layout, written straight into the input array (no uint8 canvas, no
         second colour-swapped copy)."""
-        self.load()
+        self.load()                  # the input's size depends on what the session takes
         small, ratio = prepared if prepared is not None else self.letterboxed(image)
         nh, nw = small.shape[:2]
         size = self._input_size(nh, nw)
@@ -194,8 +194,7 @@ class ObjectDetector(Model):
         for rows, cells, stride in zip(maps, self._grid(*size), self.strides):
             keep = np.flatnonzero(rows[:, 4] >= lowest)
             parts.append((rows[keep], cells[keep], np.full(len(keep), stride, np.float32)))
-        rows, cells, strides = (np.concatenate(p) for p in zip(*parts))
-        return rows, cells, strides
+        return tuple(np.concatenate(p) for p in zip(*parts))
 
     def _postprocess(self, outputs: dict[str, np.ndarray], context: Any) -> list[Detection]:
         ratio, width, height, size = context

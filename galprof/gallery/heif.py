@@ -305,8 +305,7 @@ def fitted_picture(data: bytes, fit: Callable[[tuple[int, int]], tuple[int, int]
     # buffer (18 MB for 12 MP; libheif holds these planes and an RGB copy, 55 MB).
     pixel_format, dtype = ("yuv420p", np.uint8) if shape.depth == 8 else ("yuv420p10le", np.uint16)
     picture = av.VideoFrame(width, height, pixel_format)
-    planes = [np.frombuffer(p, dtype).reshape(p.height, p.line_size // dtype().itemsize)
-              for p in picture.planes]
+    planes = [_plane(picture, index, dtype) for index in range(3)]
     codec = av.CodecContext.create("hevc", "r")
     codec.extradata = shape.hvcc
     codec.options = {"max_pixels": str(tw * th)}     # a stream's own larger size is refused
@@ -382,7 +381,7 @@ def _range_expansion(depth: int) -> list[np.ndarray]:
 
 
 def _plane(frame, index: int, dtype) -> np.ndarray:
-    """One colour plane of a decoded tile, its rows without their padding (a view)."""
+    """One colour plane of a frame, its rows without their padding (a view)."""
     plane = frame.planes[index]
     rows = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // dtype().itemsize)
     return rows[:, :plane.width]

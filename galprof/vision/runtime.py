@@ -110,6 +110,7 @@ class TFLiteSession:
             self.inputs[0] = TensorInfo(self.lifted.name, self.lifted.shape, self.lifted.dtype)
         self.outputs = [self._info(d) for d in self._it.get_output_details()]
         self._in_idx = [d["index"] for d in self._it.get_input_details()]
+        self._input_shape = tuple(int(n) for n in self._it.get_input_details()[0]["shape"])
         self._out_idx = [(d["name"], d["index"]) for d in self._it.get_output_details()]
         by_name = {d["name"]: d for d in self._it.get_tensor_details()}
         missing = [name for name in extra_outputs if name not in by_name]
@@ -130,10 +131,11 @@ class TFLiteSession:
         declared = self.inputs[0].shape
         if len(shape) != len(declared) or any(n > d for n, d in zip(shape, declared)):
             raise ValueError(f"input of shape {shape}: this model takes at most {declared}")
-        size = self.lifted.shape_for(shape) if self.lifted is not None else shape
-        if tuple(self._it.get_input_details()[0]["shape"]) != size:
+        size = self.lifted.shape_for(shape) if self.lifted is not None else tuple(shape)
+        if size != self._input_shape:
             self._it.resize_tensor_input(self._in_idx[0], list(size))
             self._it.allocate_tensors()
+            self._input_shape = size
 
     def run(self, feeds, copy=True):
         if self.any_size:

@@ -19,6 +19,9 @@ from PIL import Image
 
 # Frame.cached key of the frame's image as a PIL image (Frame.picture).
 PICTURE = "picture"
+# Frames a scan analyses at once (pipeline/analysis.py); each model call gets this share
+# of the cores (build_stages).
+ANALYSES_AT_ONCE = 2
 
 
 @dataclass(eq=False)
@@ -145,10 +148,11 @@ class Stage(Protocol):
     # stage's model inputs from the pixels (resizing, cropping) and keeps them with
     # Frame.cached, so that the inference thread only runs the models. Pure pixel work,
     # no model: it must give exactly what `run` would make itself.
-    # Optional: `analyse(frame)`, called in the inference thread on a video's frames as
-    # they are decoded, before `run`: the model work of `run` on that one frame, kept with
-    # Frame.cached, so that it overlaps with decoding the rest of the video. `run` must
-    # give the same payload with or without it.
+    # Optional: `analyse(frame)`, called on each frame of an item before `run`, as soon as
+    # the frame is decoded (a video's while the rest decode), on the inference thread or a
+    # helper (pipeline/analysis.py), never beside another call of the same stage: the model
+    # work of `run` on that one frame, kept with Frame.cached. Only for a stage that
+    # requires none; `run` must give the same payload with or without it.
 
     def run(self, frames: list[Frame], upstream: dict[str, Any]) -> Any:
         """Analyse one media item. `upstream` maps each required stage to its payload.
@@ -203,11 +207,20 @@ def default_stages() -> tuple[str, ...]:
     return ("objects", "scenes", "faces") + (("text",) if text.available() else ())
 
 
+def model_threads() -> int:
+    """Threads of each model call in a scan: the cores shared by ANALYSES_AT_ONCE."""
+    from galprof.vision.runtime import default_threads
+    return max(1, default_threads() // ANALYSES_AT_ONCE)
+
+
 def build_stages(names: list[str], threads: int | None = None,
                  models: dict[str, str | None] | None = None) -> list[Stage]:
     """Instantiate the named stages; `models` picks a model id per manifest role
-    ("objects", "scenes", "face_detector", "face_analyzer"; None: the role's default)."""
+    ("objects", "scenes", "face_detector", "face_analyzer"; None: the role's default).
+    `threads`: each model call's (default: the cores shared by ANALYSES_AT_ONCE)."""
     import importlib
+
+    threads = threads or model_threads()
 
     models = models or {}
     stages = []

@@ -30,7 +30,8 @@ from galprof.cli.common import json_option, library_errors, print_json
               help="Scan generated phone clips one by one (1080p H.264 and 4K HEVC, 30 and "
                    "60 s) and report each against real time.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Inference threads of the end-to-end scan (default: all cores).")
+              help="Threads of each model call in the end-to-end scan (default: as galprof "
+                   "scan, half the cores).")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Scan N times (each into a fresh database; a roll or clip is made "
                    "once) and report the median run with every run's figure and peak "
@@ -42,13 +43,15 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
               skip_latency, as_json):
     """Measure the models on this device and a real scan end to end.
 
-    Prints, per model, file size and mean ± std latency at 1 thread and at all cores,
-    then media/s of a scan of PATH (default: generated 12 MP JPEGs) split into model
-    calls, decoding (overlapped with inference) and the rest. With --roll N, the scan is
+    Prints, per model, file size and mean ± std latency at 1 thread, at a scan's threads
+    per call (half the cores: it analyses two frames at once) and at all cores, then
+    media/s of a scan of PATH (default: generated 12 MP JPEGs) split into model calls,
+    decoding (overlapped with inference) and the rest. With --roll N, the scan is
     of a phone's mix built from PATH's media and the report gives, per stage, its time
     and its model calls' time per frame, decode time by format, the share of media the
     text pre-filter lets reach the text detector, and peak memory; with the latency
-    table, also the media/s the models alone allow (their calls at their own latency).
+    table, also the media/s the models alone allow (their calls at their own latency,
+    two at a time).
     With --repeat N every scan runs N times and the median run is reported beside each
     run's figure and peak memory. Runs the same on a Raspberry Pi or in Termux.
 
@@ -81,7 +84,9 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
             report["models"] = bench.model_latency_table(ids, runs=runs)
         if not as_json:
             console.print(bench.render_table(report["models"]))
-    latency = _latency_at(report.get("models"), threads or bench.default_thread_counts()[-1])
+    from galprof.stages import model_threads
+
+    latency = _latency_at(report.get("models"), threads or model_threads())
     times = f" ({repeat} times)" if repeat > 1 else ""
     with tempfile.TemporaryDirectory() as tmp:
         if roll:

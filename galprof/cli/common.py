@@ -56,9 +56,9 @@ def quiet_option(f):
                         help="Print only errors (for cron); no progress bar.")(f)
 
 
-def threads_option(f):
-    return click.option("--threads", type=click.IntRange(min=1), default=None,
-                        help="Threads for model inference (default: all cores).")(f)
+def threads_option(f=None, *, help="Threads for model inference (default: all cores)."):
+    option = click.option("--threads", type=click.IntRange(min=1), default=None, help=help)
+    return option(f) if f is not None else option
 
 
 def library_errors(f):

@@ -27,7 +27,8 @@ EXIT_SOME_FAILED = 3
 @click.option("--max-decode-mb", type=click.IntRange(min=16), default=512, show_default=True,
               help="Memory one full-size decode may take; larger images that cannot be "
                    "decoded reduced (PNG, HEIC, WebP) are refused with a message.")
-@threads_option
+@threads_option(help="Threads of each model call (default: half the cores; two frames "
+                     "are analysed at once).")
 @stage_list_option
 @model_options
 @click.option("--runtime", type=click.Choice(["tflite", "onnx"]), default="tflite",

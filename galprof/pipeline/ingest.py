@@ -1,7 +1,9 @@
 """Ingest: read each changed file once, run the stages it lacks, keep it all in the store.
 
-Decoding runs in worker threads ahead of inference so that both overlap; inference runs
-on this thread, stage by stage in dependency order. A HEIC read from its preview whose
+Decoding runs in worker threads ahead of inference so that both overlap; the stages run
+on this thread, stage by stage in dependency order, after their per-frame analyses of the
+items decoded ahead, which a helper thread and this one run two at a time
+(pipeline/analysis.py). A HEIC read from its preview whose
 stage wants the full picture goes back to the decode threads for it and its remaining
 stages run when it is back: full decodes never hold up inference. Items are finished in
 the order their decodes end, first come first: one ready behind a decode still running
@@ -22,11 +24,11 @@ import os
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from queue import Empty, SimpleQueue
 from dataclasses import dataclass, field
 
 from galprof.errors import MediaError, StageFailed
 from galprof.gallery import frames as frames_mod
+from galprof.pipeline.analysis import Analyses
 from galprof.pipeline.changes import Cache, Work
 from galprof.pipeline.settings import Settings, Summary
 from galprof.stages import PICTURE, Frame, FullPictureNeeded, Stage
@@ -42,9 +44,9 @@ DEFAULT_LONG_SIDE = 512
 # and inputs at analysis size are ~5 MB. On the roll of 200, 4 ahead against 8: the same
 # media/s (4.0-4.5 against 4.0-4.5), peak memory 316-328 MB against 358-360.
 DECODE_AHEAD = 4
-# How often the inference thread, analysing a video's frames as they are decoded, looks
-# whether the decode has ended.
-ARRIVAL_POLL_SECONDS = 0.02
+# How often the inference thread, waiting for decodes, looks for analyses to run (a video's
+# frames are offered as they are decoded).
+ANALYSIS_POLL_SECONDS = 0.02
 # A stage failing on this many files in a row, from its first file on, is broken.
 FAILURE_STREAK = 5
 
@@ -105,39 +107,49 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
     side = long_side(stages)
     cache = Cache(store, settings)
     streaks = _Streaks()
-    loaded: set[str] = set()
+    helpers = max(0, min(settings.analyses_at_once, os.cpu_count() or 1) - 1)
+    analyses = Analyses(helpers, summary.stage_seconds)
 
-    def read(w: Work, arrivals: _Arrivals | None = None):
-        """Worker thread: hash and decode one file (pixels only when a stage needs them);
-        a video's frames handed to `arrivals` as they are decoded, their inputs made."""
+    def read(w: Work):
+        """Worker thread: hash and decode one file (pixels only when a stage needs them),
+        make the stages' inputs and offer the frames' analyses; a video's frames as they
+        are decoded."""
         started = time.perf_counter()
         if w.found.kind is None:
             raise MediaError(w.found.path, "not a recognised photo or video (unknown file "
                                            "content)" if w.found.size else "empty file (0 bytes)")
+        todo: list[Stage] = []
+        offered: list[Frame] = []
 
         def needs_pixels(digest: str) -> bool:
             # With no stages the pixels are still decoded: that is how a scan without
             # models checks that every file can be read.
-            todo = cache.todo(digest, w.found.kind)
-            if arrivals is not None:
-                arrivals.stages = [s for s in todo if hasattr(s, "analyse")]
+            todo[:] = cache.todo(digest, w.found.kind)
             return not stages or bool(todo)
 
         def arrived(frame: Frame) -> None:
-            _prepare(arrivals.stages, [frame])
-            arrivals.frames.put(frame)
-        digest, decoded = frames_mod.read_media(w.found.path, w.found.kind, side,
-                                                settings.frame_step, settings.max_frames,
-                                                pixels=needs_pixels,
-                                                max_bytes=settings.max_decode_mb << 20,
-                                                for_stages=True,
-                                                on_frame=arrived if arrivals else None)
-        if decoded.frames:
-            # a video's frames had the analysing stages' inputs made as they arrived (and
-            # maybe analysed and let go since): only the other stages' are made here
-            on_arrival = arrivals.stages if arrivals is not None else []
-            _prepare([s for s in cache.todo(digest, w.found.kind) if s not in on_arrival],
-                     decoded.frames)
+            _prepare(todo, [frame])
+            analyses.offer([frame], todo)
+            offered.append(frame)
+        try:
+            digest, decoded = frames_mod.read_media(w.found.path, w.found.kind, side,
+                                                    settings.frame_step, settings.max_frames,
+                                                    pixels=needs_pixels,
+                                                    max_bytes=settings.max_decode_mb << 20,
+                                                    for_stages=True,
+                                                    on_frame=arrived if w.found.kind == "video"
+                                                    else None)
+        except BaseException:
+            analyses.discard(offered)
+            raise
+        if offered:
+            # a video decoded again from its start (its timestamps misled the plan) offered
+            # its first frames twice
+            kept = set(map(id, decoded.frames))
+            analyses.discard([f for f in offered if id(f) not in kept])
+        elif decoded.frames:
+            _prepare(todo, decoded.frames)
+            analyses.offer(decoded.frames, todo)
         return _Item(digest, decoded, time.perf_counter() - started)
 
     if on_progress:
@@ -145,7 +157,7 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
     workers = max(1, settings.decode_workers)
     try:
         _run(store, work, settings, summary, problem, on_progress, read, cache, streaks,
-             loaded, workers)
+             analyses, workers)
     except StageFailed as e:
         # Broken, not bad files: forget the streak's failures, so that the next run (after
         # the fix) tries those files again.
@@ -153,22 +165,14 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
             store.results.forget_errors(e.content_hashes, e.stage_name)
         raise
     finally:
+        analyses.close()
+        summary.stage_busy_seconds = round(analyses.busy.seconds, 4)
         # The models' memory (~85 MB for the default three stages) is not needed by the
         # gallery passes, which load their own data (the places pass ~100 MB).
         for stage in stages:
             unload = getattr(stage, "unload", None)
-            if stage.name in loaded and unload is not None:
+            if stage.name in analyses.loaded and unload is not None:
                 unload()
-
-
-class _Arrivals:
-    """A video's frames on their way from its decode thread, for the inference thread to
-    analyse while the rest decode (Stage.analyse); `stages`: the ones that can, of those
-    the video lacks, set by the decode thread once the content hash is known."""
-
-    def __init__(self):
-        self.frames: SimpleQueue = SimpleQueue()
-        self.stages: list[Stage] = []
 
 
 @dataclass
@@ -210,7 +214,7 @@ def _prepare(stages: list[Stage], frames) -> None:
         frame.forget(PICTURE)
 
 
-def _run(store, work, settings, summary, problem, on_progress, read, cache, streaks, loaded,
+def _run(store, work, settings, summary, problem, on_progress, read, cache, streaks, analyses,
          workers) -> None:
     total = len(work)
     with _Batch(store) as batch, ThreadPoolExecutor(max_workers=workers) as pool:
@@ -223,23 +227,22 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
             # are ~100 MB): a video waits to be read until the one before is finished.
             while waiting and len(queue) < DECODE_AHEAD:
                 if waiting[0].found.kind == "video" and (
-                        video_busy or any(q.found.kind == "video" for q, _, _ in queue)):
+                        video_busy or any(q.found.kind == "video" for q, _ in queue)):
                     return
                 w = waiting.popleft()
-                arrivals = _Arrivals() if w.found.kind == "video" else None
-                queue.append((w, pool.submit(read, w, arrivals), arrivals))
+                queue.append((w, pool.submit(read, w)))
 
         def finish(entry) -> bool:
             """Finish one item whose decode is done; False when it went back to the
             decode threads for its full picture."""
-            w, future, _ = entry
+            w, future = entry
             refill(w.found.kind == "video")
             waiting_item = _finish(store, w, future, settings, summary, problem, cache,
-                                   streaks, loaded)
+                                   streaks, analyses)
             if waiting_item is not None:
                 # A full HEIC decode (~150 ms) in a decode thread, while this thread
                 # analyses the items read ahead; the item is finished when it is back.
-                queue.append((w, pool.submit(waiting_item.decode_full_picture), None))
+                queue.append((w, pool.submit(waiting_item.decode_full_picture)))
                 return False
             return True
 
@@ -250,16 +253,12 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
                 # The first item whose decode is done, in line order: while the first
                 # still decodes (a video, a full HEIC picture), one behind it that is
                 # ready goes first, so that inference does not wait for one long decode.
-                index = next((i for i, (_, f, _) in enumerate(queue) if f.done()), None)
+                index = next((i for i, (_, f) in enumerate(queue) if f.done()), None)
                 if index is None:
-                    arrivals = queue[0][2]
-                    if arrivals is not None and not any(f.running() for _, f, _ in
-                                                        list(queue)[1:]):
-                        _analyse_next_arrival(arrivals, summary, loaded)
-                    else:
-                        wait([f for _, f, _ in queue], timeout=ARRIVAL_POLL_SECONDS
-                             if arrivals is not None else None, return_when=FIRST_COMPLETED)
-                    arrivals = None
+                    # none: analyse the frames decoded ahead (a video's as they arrive)
+                    if not analyses.take_one():
+                        wait([f for _, f in queue], timeout=ANALYSIS_POLL_SECONDS,
+                             return_when=FIRST_COMPLETED)
                     continue
                 entry = queue[index]
                 del queue[index]
@@ -273,33 +272,8 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
                     on_progress(done, total)
                 batch.tick()
         finally:
-            for _, future, _ in queue:
+            for _, future in queue:
                 future.cancel()
-
-
-def _analyse_next_arrival(arrivals: _Arrivals, summary: Summary, loaded: set[str]) -> None:
-    """Inference thread, at a video still decoding and nothing else ready: the stages'
-    work on its next decoded frame (Stage.analyse; waiting for one at most
-    ARRIVAL_POLL_SECONDS), which its stages' `run` then find done. Only while no other
-    file is decoding: the cores are then busy already, and inference beside two decodes
-    costs more CPU than it saves waiting (a roll of 200: wall time +12 %). A failure here
-    is left for `run` to meet again and report."""
-    try:
-        frame = arrivals.frames.get(timeout=ARRIVAL_POLL_SECONDS)
-    except Empty:
-        return
-    for stage in arrivals.stages:
-        if stage.name not in loaded:
-            stage.load()
-            loaded.add(stage.name)
-        started = time.perf_counter()
-        try:
-            stage.analyse(frame)
-        except Exception:
-            pass
-        finally:
-            summary.stage_seconds[stage.name] = round(
-                summary.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started, 4)
 
 
 def _base_row(w: Work) -> dict:
@@ -316,7 +290,7 @@ _META_FIELDS = ("width", "height", "taken_at", "make", "model", "lens_model", "f
 
 
 def _finish(store, w: Work, future, settings: Settings, summary: Summary, problem,
-            cache: Cache, streaks: _Streaks, loaded: set[str]) -> "_Item | None":
+            cache: Cache, streaks: _Streaks, analyses: Analyses) -> "_Item | None":
     """Run the item's stages and record it; or, when a stage needs a full picture not yet
     decoded, return the item (its results so far stored) for the decode threads."""
     path = os.fspath(w.found.path)
@@ -342,9 +316,7 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
                 frame.defer_enlarge = True
         while item.todo:
             stage = item.todo.pop(0)
-            if stage.name not in loaded:
-                stage.load()             # lazily: an unchanged re-scan loads no model
-                loaded.add(stage.name)
+            analyses.load(stage)
             version = settings.version_of(stage, w.found.kind)
             missing = [d for d in stage.requires if upstream.get(d) is None]
             if missing:
@@ -352,9 +324,9 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
                 store.results.put_error(digest, stage.name, version, reason)
                 failures.append(reason)
                 continue
-            started = time.perf_counter()
             try:
-                payload = stage.run(decoded.frames, {d: upstream[d] for d in stage.requires})
+                payload = analyses.run(stage, decoded.frames,
+                                       {d: upstream[d] for d in stage.requires})
             except FullPictureNeeded as e:
                 item.todo.insert(0, stage)
                 item.waits_for = e.frame
@@ -366,15 +338,13 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
                 if streaks.failure(stage.name, digest):
                     raise StageFailed(stage, streaks.failed[stage.name], reason) from None
                 continue
-            finally:
-                summary.stage_seconds[stage.name] = round(
-                    summary.stage_seconds.get(stage.name, 0.0) + time.perf_counter() - started, 4)
             streaks.success(stage.name)
             store.results.put(digest, stage.name, version, payload)
             cache.add(digest, stage.name, version)
             upstream[stage.name] = payload
         summary.analysed += 1
         summary.frames += len(decoded.frames)
+        analyses.discard(decoded.frames)
     for note in notes:
         problem(path, "read", "warning", note)
     for reason in failures:

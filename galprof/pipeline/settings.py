@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from galprof.stages import Stage
+from galprof.stages import ANALYSES_AT_ONCE, Stage
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Settings:
     frame_step: int = 5                  # every N-th video frame...
     max_frames: int = 40                 # ...widened so at most this many cover the clip
     decode_workers: int = 2              # threads decoding ahead of inference
+    analyses_at_once: int = ANALYSES_AT_ONCE   # frames analysed at once (at most the cores)
     max_decode_mb: int = 512             # memory one full-size decode may take
     remote: RemoteSettings | None = None
     # Privacy rules' thresholds (galprof.privacy.PrivacyThresholds); None: the defaults.
@@ -60,7 +61,8 @@ class Summary:
     # Where the time went: decoding (summed over the decode threads, which overlap
     # inference) and each stage's model calls; `galprof benchmark` reports them.
     decode_seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)   # summed over threads
+    stage_busy_seconds: float = 0.0     # wall time in which some thread ran a stage
     passes: dict[str, dict] = field(default_factory=dict)  # per pass: ran or not, and what it found
     remote: dict | None = None    # the offload's summary when --remote was given
 

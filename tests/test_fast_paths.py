@@ -303,6 +303,24 @@ def test_samples_meeting_at_keyframes_are_one_frame_while_most_stay_apart(tmp_pa
     assert [f.index for f in decode_video(path, 640, 5, 16).frames] == list(range(0, 120, 8))
 
 
+def test_a_small_video_decodes_beside_a_full_size_decode_and_a_large_one_waits(tmp_path):
+    small, large = tmp_path / "720p.mp4", tmp_path / "1080p.mp4"
+    _clip(small, 6, 3, size=(1280, 720))
+    _clip(large, 6, 3, size=(1920, 1080))
+    done: dict[str, threading.Event] = {}
+
+    def decode_in_a_thread(path) -> threading.Event:
+        done[path.name] = threading.Event()
+        threading.Thread(target=lambda: (decode_video(path, 1280, 1, 10),
+                                         done[path.name].set()), daemon=True).start()
+        return done[path.name]
+    with frames_mod._FULL_SIZE_DECODES:          # a HEIC's full picture decoding meanwhile
+        assert decode_in_a_thread(small).wait(20)
+        large_done = decode_in_a_thread(large)
+        assert not large_done.wait(1.0)            # waits for the full-size decode's slot
+    assert large_done.wait(20)
+
+
 def test_a_still_shot_is_analysed_once_and_still_counts_every_sampled_frame(tmp_path, stages):
     still, moving = tmp_path / "still.mp4", tmp_path / "moving.mp4"
     _clip(still, 60, gop=30, still=True)
@@ -447,15 +465,16 @@ def test_a_video_is_analysed_while_it_decodes_with_the_same_results(
             decoding.clear()
 
     def add_in_turn(sampler, index, vf, time_base=None):
-        # the decoder goes on once the inference thread has analysed the frame handed over
-        # (waiting 10 s once at most): every frame can be analysed early, on any machine
+        # the decoder goes on once every stage has analysed the frame handed over (waiting
+        # 10 s once at most): every frame can be analysed early, on any machine
         before = len(sampler.frames)
         real_add(sampler, index, vf, time_base)
         frame = sampler.frames[-1]
         if (sampler.on_frame is not None and len(sampler.frames) > before
                 and frame.same_as is None and not gave_up):
             with turn:
-                if not turn.wait_for(lambda: ("faces", frame.index, True) in analysed, 10):
+                if not turn.wait_for(lambda: all((s.name, frame.index, True) in analysed
+                                                 for s in stages), 10):
                     gave_up.append(frame.index)
     monkeypatch.setattr(frames_mod, "decode_video", noted_decode)
     monkeypatch.setattr(frames_mod._Sampler, "add", add_in_turn)

@@ -8,6 +8,7 @@ RGB. Oversized images are refused before their pixels are touched.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import math
@@ -47,6 +48,11 @@ Image.MAX_IMAGE_PIXELS = None      # our own check below gives a per-file error 
 # decode at a time keeps a scan's peak memory bounded whatever the number of decode
 # threads (JPEGs, drafted, run freely).
 _FULL_SIZE_DECODES = threading.BoundedSemaphore(1)
+# A video at most this large (720p) decodes beside a full-size decode: its decoder's
+# pictures (the references and one a frame thread, ~1.4 MB each) are a few MB, not the
+# 50-200 MB of a 1080p or 4K one. On the roll of 200 (clips of 270p-720p), the inference
+# thread's waits for decodes 4.1 s -> 2.3 s, the same peak memory.
+SMALL_VIDEO_PIXELS = 1280 * 720
 # A truncated photo is still analysed when at least this share of its rows decoded.
 MIN_DECODED_SHARE = 0.5
 # A photo is read into memory whole (so that what is hashed is what is decoded); a file
@@ -393,45 +399,58 @@ def decode_video(source: BinaryIO | os.PathLike | str, long_side: int, frame_ste
                             metadata_errors="ignore")
     except (av.FFmpegError, OSError, ValueError) as e:
         raise MediaError(name, f"not a readable video ({_short(e)})") from None
-    with container, _FULL_SIZE_DECODES:
+    with container:
         if not container.streams.video:
             raise MediaError(name, "no video stream")
-        meta = video_metadata(container)
         stream = container.streams.video[0]
         if stream.codec_context is None:
             raise MediaError(name, "video codec not supported (no decoder for it in this "
                                    "FFmpeg build)")
-        # Phone HEVC is written with wavefronts, which FFmpeg decodes row-parallel within a
-        # frame: 1.6x faster here than frame threads, whose pipeline refills after each
-        # group of pictures skipped (a 60 s 4K clip: 6.2 s against 9.8 s). H.264 from
-        # phones has one slice a frame and needs frame threads.
-        stream.thread_type = "SLICE" if stream.codec_context.name == "hevc" else "AUTO"
-        total = stream.frames or (int(meta.duration * meta.fps) if meta.duration and meta.fps else 0)
-        step = max(frame_step, math.ceil(total / max_frames) if total else frame_step)
-        sampler = _Sampler(long_side, repeats, on_frame)
-        try:
-            plan = _SamplePlan.of(container, stream, step, max_frames)
-        except (av.FFmpegError, OSError, ValueError):
-            plan = None
-        try:
-            if plan is not None:
-                _decode_planned(container, stream, plan, sampler)
-                if not plan.complete(sampler):
-                    plan = None              # the decoder disagreed with the timestamps
-            if plan is None:
-                sampler.reset()
-                container.seek(0, stream=stream)
-                _decode_every_frame(container, stream, step, max_frames, sampler)
-        except (av.FFmpegError, OSError, ValueError) as e:
-            if not sampler.frames:
-                raise MediaError(name, f"cannot decode video ({_short(e)})") from None
-            sampler.warnings.append(f"video decoding stopped early ({_short(e)})")
-        if not sampler.frames:
-            raise MediaError(name, "video has no decodable frames")
-        meta.rotation = sampler.rotation
-        if sampler.rotation % 180:
-            meta.width, meta.height = meta.height, meta.width
+        # (a size the container does not tell is decoded as a large one)
+        small = 0 < stream.codec_context.width * stream.codec_context.height <= SMALL_VIDEO_PIXELS
+        with contextlib.nullcontext() if small else _FULL_SIZE_DECODES:
+            decoded = _decode_stream(container, stream, name, long_side, frame_step,
+                                     max_frames, repeats, on_frame)
     _release_freed_memory()
+    return decoded
+
+
+def _decode_stream(container, stream, name, long_side: int, frame_step: int, max_frames: int,
+                   repeats: bool, on_frame: Callable[[Frame], None] | None) -> Decoded:
+    """decode_video's work on the first video stream of its open container."""
+    import av
+
+    meta = video_metadata(container)
+    # Phone HEVC is written with wavefronts, which FFmpeg decodes row-parallel within a
+    # frame: 1.6x faster here than frame threads, whose pipeline refills after each
+    # group of pictures skipped (a 60 s 4K clip: 6.2 s against 9.8 s). H.264 from
+    # phones has one slice a frame and needs frame threads.
+    stream.thread_type = "SLICE" if stream.codec_context.name == "hevc" else "AUTO"
+    total = stream.frames or (int(meta.duration * meta.fps) if meta.duration and meta.fps else 0)
+    step = max(frame_step, math.ceil(total / max_frames) if total else frame_step)
+    sampler = _Sampler(long_side, repeats, on_frame)
+    try:
+        plan = _SamplePlan.of(container, stream, step, max_frames)
+    except (av.FFmpegError, OSError, ValueError):
+        plan = None
+    try:
+        if plan is not None:
+            _decode_planned(container, stream, plan, sampler)
+            if not plan.complete(sampler):
+                plan = None              # the decoder disagreed with the timestamps
+        if plan is None:
+            sampler.reset()
+            container.seek(0, stream=stream)
+            _decode_every_frame(container, stream, step, max_frames, sampler)
+    except (av.FFmpegError, OSError, ValueError) as e:
+        if not sampler.frames:
+            raise MediaError(name, f"cannot decode video ({_short(e)})") from None
+        sampler.warnings.append(f"video decoding stopped early ({_short(e)})")
+    if not sampler.frames:
+        raise MediaError(name, "video has no decodable frames")
+    meta.rotation = sampler.rotation
+    if sampler.rotation % 180:
+        meta.width, meta.height = meta.height, meta.width
     return Decoded(meta, sampler.frames, sampler.warnings)
 
 

@@ -6,8 +6,8 @@ before the inference thread reaches them: a helper thread takes them in line ord
 the inference thread takes them too while it waits for a decode. Two frames are analysed
 at once, each model at its share of the cores (stages.ANALYSES_AT_ONCE): on 2 cores a
 model call at one thread spends none of its time waiting for its second thread, which
-the decode threads keep busy, so the same work costs less CPU (the phone roll of 200:
-48 CPU s against 52, 7.4 media/s against 6.5; docs/devices.md).
+the decode threads keep busy, so the same work costs less CPU (the phone roll of 200,
+alternated: 46-48 CPU s against 49-51, 7.6-7.9 media/s against 6.7-7.0; docs/devices.md).
 
 A stage runs on one thread at a time (its lock: a model session is not reentrant, and
 its `run` reads what its analyses kept), so the two analyses at once are of different

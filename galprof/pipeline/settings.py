@@ -59,9 +59,10 @@ class Summary:
     walk_problems: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     # Where the time went: decoding (summed over the decode threads, which overlap
-    # inference) and each stage's model calls; `galprof benchmark` reports them.
+    # inference) and each stage's work (summed over the two analysing threads, which
+    # overlap each other); `galprof benchmark` reports them.
     decode_seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=dict)   # summed over threads
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_busy_seconds: float = 0.0     # wall time in which some thread ran a stage
     passes: dict[str, dict] = field(default_factory=dict)  # per pass: ran or not, and what it found
     remote: dict | None = None    # the offload's summary when --remote was given

@@ -2,9 +2,10 @@
 
 Latency is the model call alone (session.run), measured on this device with the
 installed files, at 1 thread, at a scan's threads per call and at all cores, in the
-shape of the paper's Tables 1-2. The input is a synthetic photo-like image (seeded, so every run feeds the same
-pixels) prepared to each model's declared input, because a user's device has no
-test photos and the call's cost depends on shape and dtype, not on the content.
+shape of the paper's Tables 1-2. The input is a synthetic photo-like image (seeded, so
+every run feeds the same pixels) prepared to each model's declared input, because a
+user's device has no test photos and the call's cost depends on shape and dtype, not on
+the content.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from galprof.stages import ANALYSES_AT_ONCE
+from galprof.stages import analysing_threads, model_threads
 from galprof.vision import manifest
 from galprof.vision.runtime import TensorInfo, open_session
 
@@ -98,7 +99,6 @@ def _time_session(path: Path, spec: manifest.ModelSpec, threads: int, runs: int,
 
 def default_thread_counts() -> tuple[int, ...]:
     """1, a scan's threads per model call (stages.model_threads) and all the cores."""
-    from galprof.stages import model_threads
     return tuple(sorted({1, model_threads(), os.cpu_count() or 1}))
 
 
@@ -640,11 +640,11 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None,
                           for m in models}}
         stages[name] = row
     model_total = sum(c["seconds"] for c in calls.values())
-    # The scan's model calls at the models' own latency, ANALYSES_AT_ONCE at a time as the
-    # scan makes them: a bound no change outside the models can beat on this machine.
+    # The scan's model calls at the models' own latency, as many at a time as the scan
+    # analyses frames: a bound no change outside the models can beat on this machine.
     alone = {m: c["calls"] * latency[m] / 1000 for m, c in calls.items()
              if latency and m in latency and c["calls"]}
-    alone_seconds = sum(alone.values()) / min(ANALYSES_AT_ONCE, os.cpu_count() or 1)
+    alone_seconds = sum(alone.values()) / analysing_threads()
     decode = {fmt: {"files": d["files"], "frames": d["frames"],
                     "repeats": d.get("repeats", 0), "previews": d.get("previews", 0),
                     "ms_per_file": round(1000 * d["seconds"] / d["files"], 1) if d["files"] else 0.0}

@@ -207,6 +207,12 @@ def default_stages() -> tuple[str, ...]:
     return ("objects", "scenes", "faces") + (("text",) if text.available() else ())
 
 
+def analysing_threads(at_once: int = ANALYSES_AT_ONCE) -> int:
+    """Threads analysing frames at once in a scan asking for `at_once`: one a core at most."""
+    from galprof.vision.runtime import default_threads
+    return max(1, min(at_once, default_threads()))
+
+
 def model_threads() -> int:
     """Threads of each model call in a scan: the cores shared by ANALYSES_AT_ONCE."""
     from galprof.vision.runtime import default_threads

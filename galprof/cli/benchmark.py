@@ -84,9 +84,7 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
             report["models"] = bench.model_latency_table(ids, runs=runs)
         if not as_json:
             console.print(bench.render_table(report["models"]))
-    from galprof.stages import model_threads
-
-    latency = _latency_at(report.get("models"), threads or model_threads())
+    latency = _latency_at(report.get("models"), threads or bench.model_threads())
     times = f" ({repeat} times)" if repeat > 1 else ""
     with tempfile.TemporaryDirectory() as tmp:
         if roll:

@@ -31,7 +31,7 @@ from galprof.gallery import frames as frames_mod
 from galprof.pipeline.analysis import Analyses
 from galprof.pipeline.changes import Cache, Work
 from galprof.pipeline.settings import Settings, Summary
-from galprof.stages import PICTURE, Frame, FullPictureNeeded, Stage
+from galprof.stages import PICTURE, Frame, FullPictureNeeded, Stage, analysing_threads
 from galprof.store.db import now
 
 # Commit at least this often, so a killed run loses little work.
@@ -107,8 +107,7 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
     side = long_side(stages)
     cache = Cache(store, settings)
     streaks = _Streaks()
-    helpers = max(0, min(settings.analyses_at_once, os.cpu_count() or 1) - 1)
-    analyses = Analyses(helpers, summary.stage_seconds)
+    analyses = Analyses(analysing_threads(settings.analyses_at_once) - 1, summary.stage_seconds)
 
     def read(w: Work):
         """Worker thread: hash and decode one file (pixels only when a stage needs them),

@@ -17,8 +17,14 @@ from typing import Any, Callable, Protocol
 import numpy as np
 from PIL import Image
 
+from galprof.vision import transforms
+
 # Frame.cached key of the frame's image as a PIL image (Frame.picture).
 PICTURE = "picture"
+# Frame.cached key of the picture with its downscaled copy (Frame.downscaled), whose long
+# side is the objects detector's input: the scenes' and face detector's inputs are resized
+# from that copy.
+DOWNSCALED, DOWNSCALED_SIDE = "downscaled", 416
 # Frames a scan analyses at once (pipeline/analysis.py); each model call gets this share
 # of the cores (build_stages).
 ANALYSES_AT_ONCE = 2
@@ -104,10 +110,16 @@ class Frame:
         faults of a new mapping). The pipeline forgets it once the inputs are made."""
         return self.cached(PICTURE, Image.fromarray)
 
-    def cached_from_picture(self, key, make: Callable[[Image.Image], Any]) -> Any:
-        """make(self.picture()), computed once per key: a model input resized from the
-        frame's one PIL picture."""
-        return self.cached(key, lambda _: make(self.picture()))
+    def downscaled(self) -> transforms.Downscaled:
+        """The picture with one downscaled copy (long side DOWNSCALED_SIDE), the source of
+        the whole-frame model inputs: a 1280 px frame is resized once at full size."""
+        return self.cached(DOWNSCALED, lambda _: transforms.Downscaled(self.picture(),
+                                                                       DOWNSCALED_SIDE))
+
+    def cached_from_picture(self, key, make: Callable[[transforms.Downscaled], Any]) -> Any:
+        """make(self.downscaled()), computed once per key: a model input resized from the
+        frame's one PIL picture (or its downscaled copy)."""
+        return self.cached(key, lambda _: make(self.downscaled()))
 
     def keep(self, key, value) -> None:
         """Cache a value made elsewhere (the decoder's PIL image as PICTURE)."""
@@ -115,6 +127,8 @@ class Frame:
 
     def forget(self, key) -> None:
         self._cache.pop(key, None)
+        if key == PICTURE:
+            self._cache.pop(DOWNSCALED, None)     # made from the picture, it goes with it
 
 
 class FullPictureNeeded(Exception):

@@ -396,6 +396,34 @@ def test_the_stages_inputs_come_from_one_picture_let_go_after(testmedia, stages,
     assert PICTURE not in video._cache and ("faces", "found") in video._cache
 
 
+def test_a_frame_is_resized_at_full_size_once_for_every_stage(testmedia, stages, monkeypatch):
+    """The objects' letterbox is the frame's one downscaled copy (the pixels a direct resize
+    gives); the scenes' and the face detector's inputs are resized from that copy."""
+    from PIL import Image
+
+    from galprof.pipeline.ingest import _prepare
+    from galprof.stages import DOWNSCALED, DOWNSCALED_SIDE
+    frame = decode_photo((testmedia / "scenes/darknet_dog.jpg").read_bytes(), 1280).frames[0]
+    picture = frame.picture()
+    assert max(picture.size) > DOWNSCALED_SIDE
+    sources = []
+    real = Image.Image.resize
+    monkeypatch.setattr(Image.Image, "resize",
+                        lambda self, *a, **k: sources.append(self.size) or real(self, *a, **k))
+    _prepare(list(stages), [frame])
+    monkeypatch.undo()
+    assert sources.count(picture.size) == 1 and len(sources) == 3
+    objects, scenes, faces = stages
+    letterboxed, _ = frame._cache[objects._input_key()]
+    assert np.array_equal(letterboxed, objects.detector.letterboxed(picture)[0])
+    copy = picture.resize(letterboxed.shape[1::-1], Image.BILINEAR)
+    assert np.array_equal(frame._cache[scenes._input_key()], scenes.classifier.cropped(copy))
+    canvas, (scale, _, _) = frame._cache[faces._input_key()]
+    assert np.array_equal(canvas, faces.detector.full_pass_input(copy)[0])
+    assert scale == pytest.approx(faces.detector.input_size / max(picture.size))  # frame pixels
+    assert DOWNSCALED not in frame._cache               # let go with the picture
+
+
 def test_photos_behind_a_video_still_decoding_are_finished_first(testmedia, tmp_path, stages,
                                                                  monkeypatch):
     """The inference thread does not wait for a long decode at the head of the queue

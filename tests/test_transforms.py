@@ -38,6 +38,35 @@ def test_resize_shorter_and_center_crop(chelsea):
         T.center_crop(small, 500, 224)
 
 
+def test_a_downscaled_picture_resizes_from_its_copy_only_where_it_is_large_enough(chelsea):
+    picture = Image.fromarray(chelsea)                  # 451 x 300
+    shrunk = T.Downscaled(picture, 200)
+    assert shrunk.copy_size == (200, 133) and shrunk.size == picture.size
+
+    def pixels(image):
+        return np.asarray(image)
+
+    copy = shrunk.resize((200, 133))                    # the copy is the direct resize
+    assert np.array_equal(pixels(copy), pixels(picture.resize((200, 133), Image.BILINEAR)))
+    assert shrunk.resize((200, 133)) is copy            # made once
+    smaller = pixels(shrunk.resize((120, 80)))          # from the copy
+    assert np.array_equal(smaller, pixels(copy.resize((120, 80), Image.BILINEAR)))
+    assert not np.array_equal(smaller, pixels(picture.resize((120, 80), Image.BILINEAR)))
+    assert np.array_equal(T.resize(shrunk, 120, 80), smaller)
+    # from the picture: a size the copy cannot give, a window of it, another filter
+    for size, kwargs in [((300, 100), {}), ((120, 80), {"box": (10, 10, 300, 200)}),
+                         ((120, 80), {"resample": Image.BICUBIC})]:
+        assert np.array_equal(pixels(shrunk.resize(size, **kwargs)),
+                              pixels(picture.resize(size, **{"resample": Image.BILINEAR,
+                                                             **kwargs}))), (size, kwargs)
+    # a picture no larger than the copy's side is resized as it is
+    small = T.Downscaled(picture, 600)
+    assert np.array_equal(pixels(small.resize((120, 80))),
+                          pixels(picture.resize((120, 80), Image.BILINEAR)))
+    assert small._copy is None
+    assert T.picture_of(shrunk) is picture and T.size_of(shrunk) == (451, 300)
+
+
 def test_rgb_bgr_swap_is_its_own_inverse(chelsea):
     bgr = T.rgb_to_bgr(chelsea)
     assert np.array_equal(bgr[..., 0], chelsea[..., 2])

@@ -137,8 +137,9 @@ def test_stage_payload(classifiers, testmedia):
     assert all(len(f["top"]) == 5 for f in payload["frames"])
     assert len(payload["scenes"]) == ITEM_TOP_K
     assert payload["scenes"][0]["label"] == "palace"
-    # The item ranking is the mean of the frames' probabilities.
-    outs = [clf.analyse(f.image) for f in frames]
+    # The item ranking is the mean of the frames' probabilities (each frame's input
+    # resized from its downscaled copy, Frame.downscaled).
+    outs = [clf.analyse(f.image, clf.cropped(f.downscaled())) for f in frames]
     mean = np.mean([o.probabilities for o in outs], axis=0)
     assert payload["scenes"][0]["score"] == pytest.approx(float(mean.max()), abs=1e-4)
     features = arrays["features"]

@@ -25,7 +25,7 @@ from galprof.vision.base import Model
 from galprof.vision.runtime import Session
 
 # Bump when a change here can change the payload of the faces stage.
-CODE_REVISION = 2
+CODE_REVISION = 3
 
 
 @tunables.defaults("faces")
@@ -171,7 +171,7 @@ class FaceDetector(Model):
     def full_pass_input(self, image: np.ndarray | Image.Image):
         """(uint8 canvas, context) of the pass over the whole image (or its PIL picture);
         pure, so a decode thread may make it ahead (Frame.cached)."""
-        return self._canvas(transforms.picture_of(image), None)
+        return self._canvas(transforms.resizable(image), None)
 
     def _run_pass(self, canvas: np.ndarray, context, hints: bool = False):
         """Faces of one letterboxed region; with `hints`, also the boxes (N, 4, picture

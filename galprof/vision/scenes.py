@@ -40,7 +40,7 @@ DEFAULT_CROP = "center"
 FRAME_TOP_K = 5
 ITEM_TOP_K = 10
 # Bump when this module's output for the same pixels and model changes (cache key).
-CODE_REVISION = 1
+CODE_REVISION = 2
 
 
 @dataclass

@@ -15,25 +15,73 @@ from PIL import Image
 # ---------------------------------------------------------------- resizing
 
 
-def size_of(image: np.ndarray | Image.Image) -> tuple[int, int]:
-    """(width, height) of an array or a PIL image."""
-    return image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
+def size_of(image) -> tuple[int, int]:
+    """(width, height) of an array, a PIL image or a Downscaled one."""
+    return (image.shape[1], image.shape[0]) if isinstance(image, np.ndarray) else image.size
 
 
-def picture_of(image: np.ndarray | Image.Image) -> Image.Image:
+class Downscaled:
+    """A PIL picture and one copy of it downscaled to a fixed long side, made on first use,
+    for a frame resized to several models' inputs: a bilinear resize of the whole picture
+    to a size no larger than the copy starts from the copy. A 1280 px frame costs ~3.9 ms
+    to resize to the scenes' 299 x 224 and ~2 ms to the face detector's 192 x 144, from a
+    416 px copy 0.75 and 0.55 ms; a copy the size of a model's input (the objects' letterbox)
+    is that input, unchanged. Quacks like the picture for `size`, `width`, `height` and
+    `resize`."""
+
+    def __init__(self, picture: Image.Image, long_side: int):
+        self.picture = picture
+        w, h = picture.size
+        r = long_side / max(w, h)
+        self.copy_size = (max(1, round(w * r)), max(1, round(h * r)))
+        self._copy: Image.Image | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.picture.size
+
+    @property
+    def width(self) -> int:
+        return self.picture.width
+
+    @property
+    def height(self) -> int:
+        return self.picture.height
+
+    def resize(self, size: tuple[int, int], resample: int = Image.BILINEAR,
+               box: tuple | None = None, reducing_gap: float | None = None) -> Image.Image:
+        """picture.resize(...), from the copy when it applies."""
+        whole = box is None or tuple(box) == (0, 0, *self.picture.size)
+        if (whole and resample == Image.BILINEAR and self.copy_size < self.picture.size
+                and size[0] <= self.copy_size[0] and size[1] <= self.copy_size[1]):
+            if self._copy is None:
+                self._copy = self.picture.resize(self.copy_size, Image.BILINEAR)
+            if size == self.copy_size:
+                return self._copy
+            return self._copy.resize(size, Image.BILINEAR, reducing_gap=reducing_gap)
+        return self.picture.resize(size, resample, box=box, reducing_gap=reducing_gap)
+
+
+def picture_of(image: np.ndarray | Image.Image | Downscaled) -> Image.Image:
     """The image as a PIL image (itself when it is one)."""
+    if isinstance(image, Downscaled):
+        return image.picture
     return image if isinstance(image, Image.Image) else Image.fromarray(image)
 
 
-def resize(image: np.ndarray | Image.Image, width: int, height: int,
+def resizable(image: np.ndarray | Image.Image | Downscaled) -> Image.Image | Downscaled:
+    """The image as something to resize from: a Downscaled as it is, else its PIL picture."""
+    return image if isinstance(image, Downscaled) else picture_of(image)
+
+
+def resize(image: np.ndarray | Image.Image | Downscaled, width: int, height: int,
            resample: int = Image.BILINEAR) -> np.ndarray:
     """The image (an array, or the same pixels as a PIL image: Frame.picture, which saves
-    the copy Pillow makes of an array) resized to exactly width x height (aspect ratio
-    not kept)."""
+    the copy Pillow makes of an array, or a Downscaled one: Frame.downscaled) resized to
+    exactly width x height (aspect ratio not kept)."""
     if size_of(image) == (width, height):
-        return np.asarray(image)
-    source = picture_of(image)
-    return np.asarray(source.resize((width, height), resample))
+        return np.asarray(picture_of(image) if isinstance(image, Downscaled) else image)
+    return np.asarray(resizable(image).resize((width, height), resample))
 
 
 def resize_shorter(image: np.ndarray | Image.Image, side: int,

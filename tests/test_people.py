@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib.util
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from galprof.people import (CLUSTER, RELATIONS, ClusterParams, RelationParams, a
                             assign_new, auto_min_cluster_size, bcubed, centroids,
                             cluster_faces, demography, distance_matrix, find_owner,
                             relations, summarise_people)
+from galprof.people.hdbscan import hdbscan
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP_PHOTOS = ["faces/face_recognition/obama_and_biden.jpg", "faces/deepface/couple.jpg",
@@ -121,6 +124,69 @@ def test_distance_matrix_rules():
     assert aged[0, 2] == pytest.approx(plain[0, 2])        # same birth year
     assert aged[1, 3] == pytest.approx(plain[1, 3])        # two adults
     assert np.allclose(aged, aged.T)
+
+
+def _sklearn_labels(dist, min_size, min_samples, single):
+    from sklearn.cluster import HDBSCAN
+    return HDBSCAN(min_cluster_size=min_size, min_samples=min_samples, metric="precomputed",
+                   allow_single_cluster=single, copy=True).fit(dist).labels_
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_hdbscan_gives_scikit_learns_labels_on_real_faces(faces, single):
+    """galprof's HDBSCAN (people/hdbscan.py) against scikit-learn's, the one the people
+    pass used before, on the real faces' distances (cannot-links and ages included) and on
+    subsets of them, over the minimum sizes and neighbour counts a library may get."""
+    dist = distance_matrix(faces["features"], faces["file"], faces["age"])
+    rng = np.random.default_rng(3)
+    clustered = 0
+    for subset in [np.arange(len(dist))] + [np.sort(rng.choice(len(dist), k, replace=False))
+                                           for k in (5, 12, 40, 80)]:
+        part = dist[np.ix_(subset, subset)]
+        for min_size, min_samples in [(2, 2), (2, 1), (3, 2), (4, 3), (6, 2)]:
+            want = _sklearn_labels(part.copy(), min_size, min_samples, single)
+            got = hdbscan(part.copy(), min_size, min_samples, single)
+            assert np.array_equal(got, want), (len(subset), min_size, min_samples)
+            clustered += int(want.max() >= 0)
+            if len(subset) == len(dist) and not single:
+                assert want.max() >= 5          # the whole set: several people
+    assert clustered >= 15                      # of 25: most cases find someone
+
+
+def test_hdbscan_gives_scikit_learns_labels_on_ties_duplicates_and_one_group():
+    rng = np.random.default_rng(5)
+    blobs = np.repeat(rng.standard_normal((3, 6)) * 4, 15, axis=0) + rng.standard_normal((45, 6))
+    cases = {
+        "blobs": blobs,
+        "duplicates": np.vstack([blobs[:10], np.repeat(blobs[10:11], 8, axis=0)]),  # d = 0
+        "ties": np.round(blobs, 0),                                    # equal distances
+        "one group": rng.standard_normal((20, 6)) * 0.1,
+        "two points": rng.standard_normal((2, 6)),
+    }
+    for name, points in cases.items():
+        dist = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
+        for single in (False, True):
+            for min_size, min_samples in [(2, 1), (2, 2), (5, 3)]:
+                min_samples = min(min_samples, len(points))     # as cluster.py asks
+                want = _sklearn_labels(dist.copy(), min_size, min_samples, single)
+                got = hdbscan(dist.copy(), min_size, min_samples, single)
+                assert np.array_equal(got, want), (name, single, min_size, min_samples)
+    one = cases["one group"]
+    dist = np.sqrt(((one[:, None] - one[None]) ** 2).sum(-1))
+    assert hdbscan(dist, 5, 2, allow_single_cluster=True).max() == 0   # found as one
+
+
+def test_clustering_imports_no_scikit_learn():
+    """The people pass runs without scikit-learn (its import took 0.85 s and ~97 MB)."""
+    code = ("import sys, numpy as np\n"
+            "from galprof.people import cluster_faces\n"
+            "f = np.random.default_rng(0).standard_normal((30, 8)).astype(np.float32)\n"
+            "f /= np.linalg.norm(f, axis=1, keepdims=True)\n"
+            "cluster_faces(f, [str(i) for i in range(30)])\n"
+            "print(any(m == 'sklearn' or m.startswith('sklearn.') for m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_child_age_penalty_separates_children_born_years_apart(faces):

@@ -2,7 +2,8 @@
 a wheel for manylinux_2_28_aarch64 / CPython 3.11 on PyPI (asked for real, bench/wheels.py).
 
 hdbscan is left out: it has no aarch64 wheel (bench/wheels.py shows it), and issue 13
-replaces it by scikit-learn's sklearn.cluster.HDBSCAN, so it leaves install_requires.
+replaced it by scikit-learn's sklearn.cluster.HDBSCAN (issue 15 by galprof's own,
+galprof/people/hdbscan.py), so it left install_requires.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ and then the input position. Never from the feature values: the same models on x
 arm64 agree only to within int8 rounding, and a hash of the feature bytes (the order used
 before) renumbered the people, and so changed a tied owner, on a last-bit difference.
 
-Pipeline: distances (cosine + cannot-link + child age penalty) → HDBSCAN, scikit-learn's
-(exact matrix up to `exact_max_faces`, else similarity partitions clustered exactly one by
+Pipeline: distances (cosine + cannot-link + child age penalty) → HDBSCAN (hdbscan.py;
+exact matrix up to `exact_max_faces`, else similarity partitions clustered exactly one by
 one) → split any cluster holding two faces of one photo → merge clusters with close
 centroids that never share a photo → faces far from the rest of their cluster become
 unknown → unknown faces join a cluster whose centroid they match as closely as `assign_new`
@@ -27,6 +27,7 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
+from galprof.people.hdbscan import hdbscan
 from galprof.people.params import CLUSTER, ClusterParams
 
 NOISE = -1
@@ -258,24 +259,20 @@ def _hdbscan(feats, photos, by, age, min_size: int, params: ClusterParams) -> np
     n = len(feats)
     if n < max(min_size, 2):
         return np.full(n, NOISE, dtype=np.int64)
-    from sklearn.cluster import HDBSCAN  # heavy import, only when clustering
-
-    # scikit-learn counts the face itself among its min_samples neighbours (params do not,
-    # as the `hdbscan` package did not): +1 gives the same core distances.
+    # hdbscan counts the face itself among its min_samples neighbours (params do not, as
+    # the `hdbscan` package did not): +1 gives the same core distances.
     min_samples = min(params.min_samples + 1, n)
     # Several clusters first: allowing a single one lets the root win over two real people.
     # Only when HDBSCAN finds none is the whole set tried as one person (a one-person input).
     for single in (False, True):
-        # copy=False: HDBSCAN turns the matrix into reachability distances in place (no
-        # second n x n copy), so the rare second try computes the distances again.
+        # hdbscan turns the matrix into reachability distances in place (no second n x n
+        # copy), so the rare second try computes the distances again.
         dist = _distances(feats, photos, by, age, params)
-        model = HDBSCAN(min_cluster_size=min_size, min_samples=min_samples,
-                        metric="precomputed", allow_single_cluster=single, copy=False)
-        labels = model.fit(dist).labels_.astype(np.int64)
-        del dist, model
+        labels = hdbscan(dist, min_size, min_samples, allow_single_cluster=single)
+        del dist
         if labels.max() >= 0:
             break
-    return labels
+    return labels.astype(np.int64)
 
 
 def _partitions(feats: np.ndarray, params: ClusterParams) -> list[np.ndarray]:

@@ -5,7 +5,7 @@ manifest finds them inside the installed package and checks their sha256. galpro
 the files, not the package's API: the package's pipeline needs OpenCV, Shapely and
 pyclipper (about 70 MB, and no OpenCV wheels for Termux), hard-codes its thresholds and
 thread settings, and reads every line it finds. Here the pre/post-processing is numpy,
-Pillow and scipy.ndimage (already installed with scikit-learn), the models run on
+Pillow and scipy.ndimage (already installed with reverse-geocode), the models run on
 galprof's runtime like every other model, and recognition reads only the few lines a
 decision needs (galprof/documents.py chooses them).
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 import subprocess
 import sys
@@ -170,3 +172,51 @@ def test_no_network_needed():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "Helsinki"
+
+
+def _fresh_gazetteer(monkeypatch, home):
+    monkeypatch.setenv("GALPROF_HOME", str(home))
+    monkeypatch.setattr(places, "_gazetteer", None)
+    return places.gazetteer()
+
+
+POINTS = [(48.8584, 2.2945), (60.14671, 24.90677), (65.05558, -16.6257), (-33.86, 151.21),
+          (35.68, 139.76), (-50.0, -140.0)]
+
+
+def test_the_places_are_parsed_once_and_kept_private_in_the_data_dir(monkeypatch, tmp_path):
+    """The first load parses the package's JSON and keeps the columns (0600, in a 0700
+    folder); the next process loads them without reading the JSON, to the same places."""
+    parsed = _fresh_gazetteer(monkeypatch, tmp_path / "home")
+    want = places.locate(POINTS)
+    assert [p.city if p else None for p in want][:2] == ["Paris", "Helsinki"]
+    (kept,) = (tmp_path / "home" / "cache").iterdir()
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "home" / "cache").stat().st_mode & 0o777 == 0o700
+
+    def no_json(*a, **k):
+        raise AssertionError("the package's JSON was read again")
+    monkeypatch.setattr(places.gzip, "open", no_json)
+    again = _fresh_gazetteer(monkeypatch, tmp_path / "home")
+    assert again is not parsed and again.size == parsed.size
+    assert places.locate(POINTS) == want
+    # a place without an admin1 name has None, as in the package's data
+    monkeypatch.undo()
+    geocode_file, _ = places._data_files()
+    with gzip.open(geocode_file) as f:
+        without = sum(r.get("state") is None for r in json.loads(f.read()))
+    assert sum(again.text("state", j) is None for j in range(again.size)) == without > 0
+
+
+def test_a_damaged_or_unwritable_copy_of_the_places_costs_only_a_parse(monkeypatch, tmp_path):
+    _fresh_gazetteer(monkeypatch, tmp_path / "home")
+    want = places.locate(POINTS)
+    (kept,) = (tmp_path / "home" / "cache").iterdir()
+    kept.write_bytes(kept.read_bytes()[:1000])                # cut short
+    _fresh_gazetteer(monkeypatch, tmp_path / "home")
+    assert places.locate(POINTS) == want
+    assert kept.stat().st_size > 1_000_000                     # written again, whole
+    blocked = tmp_path / "a file"
+    blocked.write_bytes(b"")                    # a data dir that cannot be made (even as root)
+    _fresh_gazetteer(monkeypatch, blocked / "home")
+    assert places.locate(POINTS) == want

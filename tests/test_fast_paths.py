@@ -396,6 +396,42 @@ def test_the_stages_inputs_come_from_one_picture_let_go_after(testmedia, stages,
     assert PICTURE not in video._cache and ("faces", "found") in video._cache
 
 
+def test_a_photos_picture_waits_for_the_faces_stage_and_a_video_frame_brings_its_own(
+        testmedia, stages, monkeypatch):
+    """No frame is copied into Pillow twice: a photo keeps the decoder's picture through
+    its inputs for the faces stage, which crops from it and lets it go; a video frame
+    handed on as it decodes comes with the picture its still-shot signature was made
+    from, which its inputs are resized from and let go."""
+    from PIL import Image
+
+    from galprof.pipeline.ingest import _prepare
+    from galprof.stages import PICTURE
+    photo = decode_photo((testmedia / "faces/deepface/couple.jpg").read_bytes(), 1280).frames[0]
+    picture = photo.picture()
+    _prepare(list(stages), [photo], keep_picture=True)
+    assert photo._cache[PICTURE] is picture
+    copies = []
+    real = Image.fromarray
+    monkeypatch.setattr(Image, "fromarray", lambda *a, **k: copies.append(a[0].shape) or
+                        real(*a, **k))
+    faces = stages[2]
+    assert faces.run([photo], {}).frames[0].faces           # faces found, crops made
+    assert PICTURE not in photo._cache
+    assert all(shape[:2] != photo.image.shape[:2] for shape in copies)  # none of the frame
+    copies.clear()
+    arrived = []
+
+    def on_frame(frame):
+        arrived.append((PICTURE in frame._cache, len(copies)))
+        _prepare(list(stages), [frame])
+        arrived[-1] += (len(copies), PICTURE in frame._cache)
+    read_media(testmedia / "videos/derived/intel_head-pose-face-detection-female-and-male_"
+                           "from_gif.mp4", "video", 1280, 5, 4, for_stages=True,
+               on_frame=on_frame)
+    assert arrived and all(had and before == after and not left
+                           for had, before, after, left in arrived)
+
+
 def test_a_frame_is_resized_at_full_size_once_for_every_stage(testmedia, stages, monkeypatch):
     """The objects' letterbox is the frame's one downscaled copy (the pixels a direct resize
     gives); the scenes' and the face detector's inputs are resized from that copy."""

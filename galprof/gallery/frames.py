@@ -482,8 +482,12 @@ class _Sampler:
             ts = float(vf.pts * time_base)
         else:
             ts = float(vf.time) if vf.time is not None else None
+        # One PIL copy of the frame for its signature and, handed on at once (on_frame),
+        # for the stages' inputs (Frame.picture), which let it go when they are made.
+        shared = self.on_frame is not None and not self.rotation
+        picture = Image.fromarray(rgb) if self.repeats or shared else None
         if self.repeats:
-            signature = _still_signature(rgb)
+            signature = _still_signature(picture)
             if self._kept is not None and _same_still(self._kept[1], signature):
                 kept = self._kept[0]
                 self.frames.append(Frame(index, ts, kept.image, kept.scale, same_as=kept.index))
@@ -493,14 +497,15 @@ class _Sampler:
         if self.repeats:
             self._kept = (frame, signature)
         if self.on_frame is not None:
+            if shared:
+                frame.keep(PICTURE, picture)
             self.on_frame(frame)
 
 
-def _still_signature(rgb: np.ndarray) -> np.ndarray:
+def _still_signature(picture: Image.Image) -> np.ndarray:
     """A frame's grey levels averaged over STILL_GRID x STILL_GRID blocks of 8 x 8 cells."""
     n = STILL_GRID * 8
-    grey = Image.fromarray(rgb).convert("L").resize((n, n), Image.BOX)
-    return np.asarray(grey, np.float32)
+    return np.asarray(picture.convert("L").resize((n, n), Image.BOX), np.float32)
 
 
 def _same_still(a: np.ndarray, b: np.ndarray) -> bool:

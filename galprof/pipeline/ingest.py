@@ -147,7 +147,7 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
             kept = set(map(id, decoded.frames))
             analyses.discard([f for f in offered if id(f) not in kept])
         elif decoded.frames:
-            _prepare(todo, decoded.frames)
+            _prepare(todo, decoded.frames, keep_picture=w.found.kind != "video")
             analyses.offer(decoded.frames, todo)
         return _Item(digest, decoded, time.perf_counter() - started)
 
@@ -198,11 +198,13 @@ class _Item:
         return self
 
 
-def _prepare(stages: list[Stage], frames) -> None:
+def _prepare(stages: list[Stage], frames, keep_picture: bool = False) -> None:
     """Let each stage make its model inputs here, in the decode thread, ahead of its run
     (Stage.prepare: pure pixel work, cached on the frames), frame by frame, all from one
     PIL picture of the frame, let go then (a video's 40 frames would hold ~150 MB of
-    them). A failure is the stage's to report when it runs."""
+    them) unless `keep_picture`: a photo's is the decoder's own, which the faces stage
+    crops its faces and tiles from and lets go (made again, it is a copy of the frame).
+    A failure is the stage's to report when it runs."""
     prepares = [p for p in (getattr(stage, "prepare", None) for stage in stages) if p]
     for frame in frames:
         for prepare in prepares:
@@ -210,7 +212,8 @@ def _prepare(stages: list[Stage], frames) -> None:
                 prepare([frame])
             except Exception:
                 pass
-        frame.forget(PICTURE)
+        if not keep_picture:
+            frame.forget(PICTURE)
 
 
 def _run(store, work, settings, summary, problem, on_progress, read, cache, streaks, analyses,

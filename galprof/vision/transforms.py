@@ -34,6 +34,7 @@ class Downscaled:
         w, h = picture.size
         r = long_side / max(w, h)
         self.copy_size = (max(1, round(w * r)), max(1, round(h * r)))
+        self._shrinks = long_side < max(w, h)       # else the picture itself is resized
         self._copy: Image.Image | None = None
 
     @property
@@ -52,7 +53,7 @@ class Downscaled:
                box: tuple | None = None, reducing_gap: float | None = None) -> Image.Image:
         """picture.resize(...), from the copy when it applies."""
         whole = box is None or tuple(box) == (0, 0, *self.picture.size)
-        if (whole and resample == Image.BILINEAR and self.copy_size < self.picture.size
+        if (whole and resample == Image.BILINEAR and self._shrinks
                 and size[0] <= self.copy_size[0] and size[1] <= self.copy_size[1]):
             if self._copy is None:
                 self._copy = self.picture.resize(self.copy_size, Image.BILINEAR)

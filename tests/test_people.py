@@ -174,6 +174,9 @@ def test_hdbscan_gives_scikit_learns_labels_on_ties_duplicates_and_one_group():
     one = cases["one group"]
     dist = np.sqrt(((one[:, None] - one[None]) ** 2).sum(-1))
     assert hdbscan(dist, 5, 2, allow_single_cluster=True).max() == 0   # found as one
+    dist[0, 1] = dist[1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        hdbscan(dist, 5, 2)
 
 
 def test_clustering_imports_no_scikit_learn():

@@ -28,6 +28,8 @@ def hdbscan(distances: np.ndarray, min_cluster_size: int, min_samples: int,
     n = len(distances)
     if n < 2:
         raise ValueError("HDBSCAN needs at least two points")
+    if np.isnan(distances).any():
+        raise ValueError("distances contain NaN")
     _mutual_reachability(distances, min(min_samples, n) - 1)
     starts, ends, weights = _spanning_tree(distances)
     order = np.argsort(weights)

@@ -19,12 +19,12 @@ from PIL import Image
 
 from galprof.vision import transforms
 
-# Frame.cached key of the frame's image as a PIL image (Frame.picture).
+# Frame.cached key of the frame's image as a PIL image with its downscaled copy
+# (Frame.downscaled, Frame.picture).
 PICTURE = "picture"
-# Frame.cached key of the picture with its downscaled copy (Frame.downscaled), whose long
-# side is the objects detector's input: the scenes' and face detector's inputs are resized
-# from that copy.
-DOWNSCALED, DOWNSCALED_SIDE = "downscaled", 416
+# The copy's long side: the objects detector's input, so that the copy is that input and
+# the scenes' and face detector's inputs are resized from it.
+DOWNSCALED_SIDE = 416
 # Frames a scan analyses at once (pipeline/analysis.py); each model call gets this share
 # of the cores (build_stages).
 ANALYSES_AT_ONCE = 2
@@ -104,31 +104,31 @@ class Frame:
                 self.forget(used)
             return value
 
-    def picture(self) -> Image.Image:
-        """The image as a PIL image, for the stages' resizes and crops: the decoder's own
-        when it kept it (keep), else made once (a 1280 px copy costs ~3 ms, mostly page
-        faults of a new mapping). The pipeline forgets it once the inputs are made."""
-        return self.cached(PICTURE, Image.fromarray)
-
     def downscaled(self) -> transforms.Downscaled:
-        """The picture with one downscaled copy (long side DOWNSCALED_SIDE), the source of
-        the whole-frame model inputs: a 1280 px frame is resized once at full size."""
-        return self.cached(DOWNSCALED, lambda _: transforms.Downscaled(self.picture(),
-                                                                       DOWNSCALED_SIDE))
+        """The image as a PIL picture with one downscaled copy (long side DOWNSCALED_SIDE),
+        the source of the whole-frame model inputs (a 1280 px frame is resized once at full
+        size): the decoder's picture when it kept one (keep_picture), else made once (a
+        1280 px copy costs ~3 ms, mostly page faults of a new mapping). The pipeline
+        forgets it (PICTURE) once the inputs are made, a photo's once its faces are."""
+        return self.cached(PICTURE, lambda image: transforms.Downscaled(Image.fromarray(image),
+                                                                        DOWNSCALED_SIDE))
+
+    def picture(self) -> Image.Image:
+        """The image as a PIL image, for the stages' resizes and crops (Frame.downscaled)."""
+        return self.downscaled().picture
 
     def cached_from_picture(self, key, make: Callable[[transforms.Downscaled], Any]) -> Any:
         """make(self.downscaled()), computed once per key: a model input resized from the
         frame's one PIL picture (or its downscaled copy)."""
         return self.cached(key, lambda _: make(self.downscaled()))
 
-    def keep(self, key, value) -> None:
-        """Cache a value made elsewhere (the decoder's PIL image as PICTURE)."""
-        self._cache[key] = value
+    def keep_picture(self, picture: Image.Image) -> None:
+        """Keep a PIL image of exactly this frame's pixels made elsewhere (the decoder's)
+        as its picture."""
+        self._cache[PICTURE] = transforms.Downscaled(picture, DOWNSCALED_SIDE)
 
     def forget(self, key) -> None:
         self._cache.pop(key, None)
-        if key == PICTURE:
-            self._cache.pop(DOWNSCALED, None)     # made from the picture, it goes with it
 
 
 class FullPictureNeeded(Exception):

@@ -409,7 +409,7 @@ def test_a_photos_picture_waits_for_the_faces_stage_and_a_video_frame_brings_its
     photo = decode_photo((testmedia / "faces/deepface/couple.jpg").read_bytes(), 1280).frames[0]
     picture = photo.picture()
     _prepare(list(stages), [photo], keep_picture=True)
-    assert photo._cache[PICTURE] is picture
+    assert photo._cache[PICTURE].picture is picture
     copies = []
     real = Image.fromarray
     monkeypatch.setattr(Image, "fromarray", lambda *a, **k: copies.append(a[0].shape) or
@@ -438,7 +438,7 @@ def test_a_frame_is_resized_at_full_size_once_for_every_stage(testmedia, stages,
     from PIL import Image
 
     from galprof.pipeline.ingest import _prepare
-    from galprof.stages import DOWNSCALED, DOWNSCALED_SIDE
+    from galprof.stages import DOWNSCALED_SIDE, PICTURE
     frame = decode_photo((testmedia / "scenes/darknet_dog.jpg").read_bytes(), 1280).frames[0]
     picture = frame.picture()
     assert max(picture.size) > DOWNSCALED_SIDE
@@ -457,7 +457,7 @@ def test_a_frame_is_resized_at_full_size_once_for_every_stage(testmedia, stages,
     canvas, (scale, _, _) = frame._cache[faces._input_key()]
     assert np.array_equal(canvas, faces.detector.full_pass_input(copy)[0])
     assert scale == pytest.approx(faces.detector.input_size / max(picture.size))  # frame pixels
-    assert DOWNSCALED not in frame._cache               # let go with the picture
+    assert PICTURE not in frame._cache                  # the copy, let go with the picture
 
 
 def test_photos_behind_a_video_still_decoding_are_finished_first(testmedia, tmp_path, stages,

@@ -27,7 +27,7 @@ from galprof.errors import MediaError
 from galprof.gallery import heif
 from galprof.gallery.metadata import (Metadata, exif_from_bytes, original_orientation,
                                      video_metadata)
-from galprof.stages import PICTURE, Frame
+from galprof.stages import Frame
 from galprof.gallery.hashing import hash_bytes, hash_stream
 
 try:
@@ -352,7 +352,7 @@ def decode_photo(source: bytes | os.PathLike | str, long_side: int, name=None,
             return full.image, full.scale
     frame = Frame(index=0, timestamp=None, image=np.asarray(img), scale=img.width / meta.width,
                   enlarge=enlarge)
-    frame.keep(PICTURE, img)          # the same pixels: the stages resize from it
+    frame.keep_picture(img)           # the same pixels: the stages resize from it
     return Decoded(meta, [frame], meta.warnings + notes)
 
 
@@ -498,7 +498,7 @@ class _Sampler:
             self._kept = (frame, signature)
         if self.on_frame is not None:
             if shared:
-                frame.keep(PICTURE, picture)
+                frame.keep_picture(picture)
             self.on_frame(frame)
 
 

@@ -147,7 +147,8 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
             kept = set(map(id, decoded.frames))
             analyses.discard([f for f in offered if id(f) not in kept])
         elif decoded.frames:
-            _prepare(todo, decoded.frames, keep_picture=w.found.kind != "video")
+            # a photo (a video's frames were offered as they decoded)
+            _prepare(todo, decoded.frames, keep_picture=True)
             analyses.offer(decoded.frames, todo)
         return _Item(digest, decoded, time.perf_counter() - started)
 

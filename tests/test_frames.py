@@ -37,6 +37,27 @@ def test_draft_mode_never_fully_decodes(big_jpeg):
     assert im.size == (500, 375)
 
 
+def test_a_large_photo_is_turned_after_it_is_shrunk(big_jpeg, monkeypatch):
+    turned = []
+    transpose = Image.Image.transpose
+
+    def recorded(img, method):
+        turned.append(img.size)
+        return transpose(img, method)
+    monkeypatch.setattr(Image.Image, "transpose", recorded)
+    frame = decode_photo(big_jpeg, 1280).frames[0]
+    # the 2000 x 1500 draft is shrunk to 1280 x 960 first, and that is what is turned
+    assert turned == [(1280, 960)]
+    assert frame.image.shape == (1280, 960, 3)
+    monkeypatch.setattr(Image.Image, "transpose", transpose)
+    # the same picture as turning the draft first, within a rounding level
+    im = Image.open(big_jpeg)
+    frames._draft(im, 1280)
+    im = im.transpose(Image.Transpose.ROTATE_270)
+    expected = np.asarray(im.resize((960, 1280), Image.BILINEAR, reducing_gap=2.0))
+    assert np.abs(frame.image.astype(int) - expected.astype(int)).max() <= 1
+
+
 def test_all_orientations_look_the_same(testmedia):
     for shape in ("landscape", "portrait"):
         ref = decode_photo(testmedia / f"exif/orientation/ias_{shape}_1.jpg", 256).frames[0].image

@@ -157,11 +157,8 @@ class ObjectDetector(Model):
         size = self._input_size(nh, nw)
         x = self._input_array(*size)
         x[0, nh:], x[0, :nh, nw:] = self.pad_value, self.pad_value
-        if self.bgr:           # a channel at a time: 0.17 ms against 0.45 for the swapped view
-            for c in range(3):
-                x[0, :nh, :nw, c] = small[..., 2 - c]
-        else:
-            x[0, :nh, :nw] = small
+        transforms.normalise_mean_std(transforms.rgb_to_bgr(small) if self.bgr else small, 0.0,
+                                      out=x[0, :nh, :nw])
         if self.channels_first:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         return [x], (ratio, image.shape[1], image.shape[0], size)

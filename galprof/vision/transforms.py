@@ -157,16 +157,22 @@ def normalise_minus_one_to_one(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def normalise_mean_std(image: np.ndarray, mean, std=1.0) -> np.ndarray:
-    """(image - mean) / std per channel, as float32. A channel at a time: numpy's
-    broadcasting over a last axis of 3 is slow (a 224 px face crop, given as its BGR
-    view, 0.43 ms; a channel at a time 0.13 ms, the same values)."""
+def normalise_mean_std(image: np.ndarray, mean, std=1.0,
+                       out: np.ndarray | None = None) -> np.ndarray:
+    """(image - mean) / std per channel, as float32 (into `out` when given, a float32
+    array of the image's shape). A channel at a time: numpy's broadcasting over a last
+    axis of 3 is slow (a 224 px face crop given as its BGR view 0.43 ms, a channel at a
+    time 0.13; YOLOX's swapped letterbox 0.45 and 0.17; the same values)."""
     channels = image.shape[-1]
     mean = np.broadcast_to(np.asarray(mean, np.float32), (channels,))
     std = np.broadcast_to(np.asarray(std, np.float32), (channels,))
-    out = np.empty(image.shape, np.float32)
+    if out is None:
+        out = np.empty(image.shape, np.float32)
     for c in range(channels):
-        np.subtract(image[..., c], mean[c], out=out[..., c], dtype=np.float32)
+        if mean[c]:
+            np.subtract(image[..., c], mean[c], out=out[..., c], dtype=np.float32)
+        else:                # a plain converting copy is twice as fast as subtracting 0
+            out[..., c] = image[..., c]
         if std[c] != 1.0:
             out[..., c] /= std[c]
     return out

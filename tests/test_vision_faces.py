@@ -181,8 +181,8 @@ def test_video_tiles_where_hinted_find_what_every_tile_finds(shared_models, test
 
 def test_tile_canvases_are_made_beside_the_network_with_the_same_faces(photo, detector,
                                                                         monkeypatch):
-    """A hinted photo's tiles are resized in a helper thread while the network runs on
-    the ones before: the faces are those of making each canvas in turn."""
+    """A hinted photo's tiles after the first are resized in a helper thread while the
+    network runs on the ones before: the faces are those of making each canvas in turn."""
     from concurrent.futures import Future
 
     from galprof.vision import faces
@@ -196,8 +196,9 @@ def test_tile_canvases_are_made_beside_the_network_with_the_same_faces(photo, de
         return canvas(self, picture, window)
     monkeypatch.setattr(FaceDetector, "_canvas", noted)
     found = detector.detect(image)
-    assert threads[0] is threading.current_thread()            # the full pass: its own
-    assert len(threads) > 2 and threading.current_thread() not in threads[1:]
+    # the full pass's and the first tile's canvases: its own, with no hand-over to wait for
+    assert threads[:2] == [threading.current_thread()] * 2
+    assert len(threads) > 2 and threading.current_thread() not in threads[2:]
 
     class InTurn:                                              # each canvas made on demand
         def submit(self, fn, *args):
@@ -206,6 +207,23 @@ def test_tile_canvases_are_made_beside_the_network_with_the_same_faces(photo, de
             return done
     monkeypatch.setattr(faces, "_TILE_POOL", InTurn())
     assert detector.detect(image) == found
+
+
+@pytest.mark.parametrize("name", ["faces/photoprism/pp_face_18.jpg", "faces/children/hse_family.jpg",
+                                  "faces/photoprism_nofaces/pp_noface_10.jpg"])
+def test_candidates_are_the_anchors_whose_sigmoid_reaches_the_threshold(name, photo, detector):
+    """Only the logits that can reach a threshold get a sigmoid: the candidates are
+    exactly those of the sigmoid of every anchor, at the thresholds the detector uses."""
+    canvas, context = detector.full_pass_input(photo(name).image)
+    outputs = detector.session.run([canvas.astype(np.float32)[None] / 127.5 - 1.0])
+    logits = outputs[detector.spec.output["classifiers"]].reshape(-1)
+    every = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
+    t = detector.tunables
+    for threshold in (t.tile_hint_score, t.min_score, float(np.sort(every)[-3]), 0.0, 1.0):
+        boxes, scores, points = detector._decode(outputs, context, threshold)
+        assert np.array_equal(scores, every[every >= threshold])
+        assert boxes.shape == (len(scores), 4) and points.shape == (len(scores), 6, 2)
+    assert len(detector._decode(outputs, context, float(np.sort(every)[-3]))[1]) == 3
 
 
 def test_no_tiles_for_small_images(detector):
@@ -412,6 +430,31 @@ def test_stage_photo_payload(stage, photo):
     assert big[0]["feature_row"] == 0 and big[0]["track"] is None
     assert payload["tracks"] == [] and "track_features" not in arrays
     assert 20 <= big[0]["age"] <= 50 and big[0]["male_prob"] >= MALE_THRESHOLD   # PP_A, a man
+
+
+def test_face_crops_after_the_first_are_made_beside_the_network(stage, photo, monkeypatch):
+    """Three children and their mother: the crops after the first are aligned in a helper
+    thread while the network analyses the ones before, and each face's attributes are
+    those of analysing it alone."""
+    frame = photo("faces/children/hse_family.jpg")
+    threads = []
+    align = FaceAnalyzer.align
+
+    def noted(self, *args):
+        threads.append(threading.current_thread())
+        return align(self, *args)
+    monkeypatch.setattr(FaceAnalyzer, "align", noted)
+    payload = stage.run([Frame(0, None, frame.image, frame.scale)], {})
+    faces = [f for f in payload.frames[0].faces if f.identity]
+    assert len(faces) == len(threads) >= 4
+    assert threads[0] is threading.current_thread()
+    assert threading.current_thread() not in threads[1:]
+    boxes = stage.detector.detect(frame.image)
+    for face, box in zip(payload.frames[0].faces, boxes):
+        if face.identity:
+            alone = stage.analyzer.analyze(frame.image, box)
+            assert np.array_equal(payload.features[face.feature_row], alone.features)
+            assert (face.age, face.male_prob) == (alone.age, alone.male_prob)
 
 
 def test_stage_boxes_are_in_original_pixels(stage, photo):

@@ -11,7 +11,7 @@ import hashlib
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 from PIL import Image
@@ -106,7 +106,25 @@ def _check_outputs(spec, session: Session, names: dict[str, str], widths: dict[s
 # ---------------------------------------------------------------- detection
 
 
+def _lowest_logit(p: float) -> float:
+    """The logit under which no score reaches p, the inverse of the sigmoid less a margin
+    that leaves the exact test to the scores (-inf outside 0 < p < 1: every logit may)."""
+    return math.log(p / (1.0 - p)) - 1e-3 if 0.0 < p < 1.0 else -math.inf
+
+
 _TILE_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="galprof-tiles")
+
+
+def _made_ahead(make: Callable[[Any], Any], items: list) -> Iterator:
+    """make(item) of each item in order: the first made here, the others in a helper
+    thread meanwhile, so that the network runs on one while the next is made (Pillow
+    lets go of the GIL while it resizes). Waiting on the helper for the first cost a
+    hand-over between threads, in a scan often longer than the resize."""
+    ahead = [_TILE_POOL.submit(make, item) for item in items[1:]]
+    if items:
+        yield make(items[0])
+    for future in ahead:
+        yield future.result()
 
 
 class FaceDetector(Model):
@@ -178,18 +196,24 @@ class FaceDetector(Model):
         pixels) of what the pass could not resolve: found faces under tile_hint_side at
         the detector input and unsure face-like candidates away from them (see
         FaceTunables.tile_hint_score)."""
-        outputs = self.session.run([transforms.normalise_minus_one_to_one(canvas)[None]])
+        # read in place: the decoded anchors are copies, and the views are gone on return
+        outputs = self.session.run([transforms.normalise_minus_one_to_one(canvas)[None]],
+                                   copy=False)
         self.passes += 1
-        faces = self._postprocess(outputs, context)
+        t = self.tunables
+        unsure_too = hints and t.tile_hint_score > 0   # 0: every tile, always (tiles_at)
+        # one decode for faces and hints: the faces are the candidates at min_score or above
+        boxes, scores, points = self._decode(
+            outputs, context, min(t.tile_hint_score, t.min_score) if unsure_too else t.min_score)
+        sure = scores >= t.min_score
+        faces = self._merged(boxes[sure], scores[sure], points[sure])
         if not hints:
             return faces
-        t = self.tunables
-        if t.tile_hint_score <= 0:           # every tile, always (tiles_at)
+        if not unsure_too:
             return faces, np.zeros((0, 4), np.float32)
         scale = context[0]
         small = [f.box for f in faces if min(f.width, f.height) * scale < t.tile_hint_side]
-        boxes, scores, _ = self._decode(outputs, context, t.tile_hint_score)
-        unsure = boxes[scores < t.min_score]
+        unsure = boxes[~sure]
         apart = np.ones(len(unsure), bool)
         for face in faces:
             apart &= transforms.iou(np.array(face.box), unsure) <= t.nms_iou
@@ -204,7 +228,8 @@ class FaceDetector(Model):
         self.load()
         t = self.tunables
         canvas, context = full_pass if full_pass is not None else self.full_pass_input(image)
-        outputs = self.session.run([transforms.normalise_minus_one_to_one(canvas)[None]])
+        outputs = self.session.run([transforms.normalise_minus_one_to_one(canvas)[None]],
+                                   copy=False)
         self.passes += 1
         if t.tile_hint_score <= 0:
             return True
@@ -217,8 +242,12 @@ class FaceDetector(Model):
         scale, ox, oy = context
         size = self.input_size
         logits = outputs[self.spec.output["classifiers"]].reshape(-1)
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
-        keep = np.flatnonzero(scores >= threshold)
+        # The sigmoid only of the logits that can reach the threshold: most of the 2,304
+        # anchors are far below it.
+        near = np.flatnonzero(logits >= _lowest_logit(threshold))
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[near], -80.0, 80.0)))
+        passed = scores >= threshold
+        keep, scores = near[passed], scores[passed]
         raw = outputs[self.spec.output["regressors"]].reshape(-1, self.VALUES)[keep]
         anchors = self._anchors[keep] * size       # anchor centres in input pixels
         centres = raw[:, 0:2] + anchors
@@ -227,13 +256,18 @@ class FaceDetector(Model):
         points = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
         # letterbox pixels back to picture pixels
         offset = np.array([ox, oy], np.float32)
-        return (boxes - np.tile(offset, 2)) / scale, scores[keep], (points - offset) / scale
+        return (boxes - np.tile(offset, 2)) / scale, scores, (points - offset) / scale
 
     def _postprocess(self, outputs: dict[str, np.ndarray], context) -> list[FaceBox]:
-        boxes, scores, points = self._decode(outputs, context, self.tunables.min_score)
+        return self._merged(*self._decode(outputs, context, self.tunables.min_score))
+
+    def _merged(self, boxes: np.ndarray, scores: np.ndarray, points: np.ndarray
+                ) -> list[FaceBox]:
+        """The faces of decoded candidates, overlapping ones merged (weighted NMS)."""
         if len(scores) == 0:
             return []
-        boxes, merged, points = transforms.weighted_nms(boxes, scores, self.tunables.nms_iou, points)
+        boxes, merged, points = transforms.weighted_nms(boxes, scores, self.tunables.nms_iou,
+                                                        points)
         return [FaceBox(tuple(float(v) for v in b), float(s), [(float(x), float(y)) for x, y in p])
                 for b, s, p in zip(boxes, merged, points)]
 
@@ -288,12 +322,10 @@ class FaceDetector(Model):
         if not windows:
             return found
         picture = picture() if picture is not None else Image.fromarray(image)
-        # the tiles' canvases are resized in a helper thread while the network runs on
-        # the ones before (Pillow lets go of the GIL while it resizes)
-        canvases = [_TILE_POOL.submit(self._canvas, picture, window) for window in windows]
+        canvases = _made_ahead(lambda window: self._canvas(picture, window), windows)
         for (x1, y1, x2, y2), canvas in zip(windows, canvases):
             margin = self.tunables.tile_edge_margin * (x2 - x1)
-            for face in self._run_pass(*canvas.result()):
+            for face in self._run_pass(*canvas):
                 bx1, by1, bx2, by2 = face.box
                 cut = (face.score < self.tunables.tile_min_score
                        or (x1 > 0 and bx1 < x1 + margin) or (y1 > 0 and by1 < y1 + margin)
@@ -465,9 +497,13 @@ class FacesStage:
                 original = [v / frame.scale for v in box.box]
                 side = min(original[2] - original[0], original[3] - original[1])
                 identity = side >= self.tunables.min_identity_side_original
-                attrs = self.analyzer.analyze(image, box, picture()) if identity else None
-                found.append((box, original, identity, attrs))
-            return found
+                found.append((box, original, identity))
+            wanted = [box for box, _, identity in found if identity]
+            whole = picture() if wanted else None
+            crops = _made_ahead(lambda box: self.analyzer.align(image, box, whole), wanted)
+            return [(box, original, identity,
+                     self.analyzer.predict(next(crops)) if identity else None)
+                    for box, original, identity in found]
         return frame.cached(("faces", "found"), find,
                             consumes=(self._input_key(), PICTURE))
 

@@ -457,6 +457,23 @@ def test_face_crops_after_the_first_are_made_beside_the_network(stage, photo, mo
             assert (face.age, face.male_prob) == (alone.age, alone.male_prob)
 
 
+def test_made_ahead_keeps_the_order_and_raises_a_helper_failure_at_its_turn():
+    from galprof.vision.faces import _made_ahead
+
+    def make(n):
+        if n == 3:
+            raise ValueError("no crop")
+        return n, threading.current_thread()
+    made = _made_ahead(make, [0, 1, 2, 3, 4])
+    first = [next(made) for _ in range(3)]
+    assert [n for n, _ in first] == [0, 1, 2]
+    assert first[0][1] is threading.current_thread()
+    assert all(thread is not threading.current_thread() for _, thread in first[1:])
+    with pytest.raises(ValueError, match="no crop"):
+        next(made)
+    assert list(_made_ahead(make, [])) == []
+
+
 def test_stage_boxes_are_in_original_pixels(stage, photo):
     frame = photo("faces/deepface/img1.jpg")
     full = stage.run([frame], {}).to_json()["frames"][0]["faces"][0]

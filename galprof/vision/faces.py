@@ -191,15 +191,20 @@ class FaceDetector(Model):
         pure, so a decode thread may make it ahead (Frame.cached)."""
         return self._canvas(transforms.resizable(image), None)
 
+    def _outputs(self, canvas: np.ndarray) -> dict[str, np.ndarray]:
+        """The network's outputs on one canvas, read in place: what is decoded from them
+        is a copy, and the views must be gone before the next call."""
+        outputs = self.session.run([transforms.normalise_minus_one_to_one(canvas)[None]],
+                                   copy=False)
+        self.passes += 1
+        return outputs
+
     def _run_pass(self, canvas: np.ndarray, context, hints: bool = False):
         """Faces of one letterboxed region; with `hints`, also the boxes (N, 4, picture
         pixels) of what the pass could not resolve: found faces under tile_hint_side at
         the detector input and unsure face-like candidates away from them (see
         FaceTunables.tile_hint_score)."""
-        # read in place: the decoded anchors are copies, and the views are gone on return
-        outputs = self.session.run([transforms.normalise_minus_one_to_one(canvas)[None]],
-                                   copy=False)
-        self.passes += 1
+        outputs = self._outputs(canvas)
         t = self.tunables
         unsure_too = hints and t.tile_hint_score > 0   # 0: every tile, always (tiles_at)
         # one decode for faces and hints: the faces are the candidates at min_score or above
@@ -228,9 +233,7 @@ class FaceDetector(Model):
         self.load()
         t = self.tunables
         canvas, context = full_pass if full_pass is not None else self.full_pass_input(image)
-        outputs = self.session.run([transforms.normalise_minus_one_to_one(canvas)[None]],
-                                   copy=False)
-        self.passes += 1
+        outputs = self._outputs(canvas)
         if t.tile_hint_score <= 0:
             return True
         _, scores, _ = self._decode(outputs, context, min(t.tile_hint_score, t.min_score))

@@ -306,15 +306,17 @@ def default_roll_sources() -> list[Path]:
     return [root / sub for sub in TESTMEDIA_ROLL_FOLDERS if (root / sub).is_dir()]
 
 
-def roll_candidates(sources: list[Path]) -> dict[str, list[Path]]:
+def roll_candidates(sources: list[Path], min_megapixels: float = 0
+                    ) -> dict[str, list[tuple[Path, int]]]:
     """The files under `sources` a phone roll can be built from, by class: "jpeg", "heic",
-    "video" (MP4/MOV). Photos must open and be at least _ROLL_MIN_PHOTO_SIDE px on their
-    long side; videos must have a video stream. Sorted by path."""
+    "video" (MP4/MOV), each with its pixels (a photo's stored width x height; 0 for a
+    video). Photos must open, be at least _ROLL_MIN_PHOTO_SIDE px on their long side and
+    hold at least `min_megapixels`; videos must have a video stream. Sorted by path."""
     from galprof.errors import MediaError
     from galprof.gallery.frames import read_metadata
     from galprof.gallery.walk import walk
 
-    out: dict[str, list[Path]] = {"jpeg": [], "heic": [], "video": []}
+    out: dict[str, list[tuple[Path, int]]] = {"jpeg": [], "heic": [], "video": []}
     for item in walk(sources).items:
         if item.kind == "photo" and item.format in ("JPEG", "HEIF"):
             cls = "jpeg" if item.format == "JPEG" else "heic"
@@ -326,9 +328,11 @@ def roll_candidates(sources: list[Path]) -> dict[str, list[Path]]:
             meta = read_metadata(item.path, item.kind)
         except (MediaError, OSError):
             continue
-        if item.kind == "photo" and max(meta.width or 0, meta.height or 0) < _ROLL_MIN_PHOTO_SIDE:
+        width, height = meta.width or 0, meta.height or 0
+        if item.kind == "photo" and (max(width, height) < _ROLL_MIN_PHOTO_SIDE
+                                     or width * height < min_megapixels * 1e6):
             continue
-        out[cls].append(item.path)
+        out[cls].append((item.path, width * height if item.kind == "photo" else 0))
     return out
 
 
@@ -344,20 +348,25 @@ def _unique_copy(data: bytes, cls: str, tag: bytes) -> bytes:
 
 
 def build_roll(sources: list[Path], folder: Path, count: int, seed: int = SEED,
-               mix=PHONE_MIX) -> dict:
+               mix=PHONE_MIX, min_megapixels: float = 0) -> dict:
     """Write a phone roll of `count` media into `folder`: the shares of `mix` drawn evenly
-    from the candidates of `sources` (see roll_candidates), every copy made unique so the
-    content-hash cache cannot skip it, in a shuffled order under names that never pair
-    (IMG_00001.HEIC and IMG_00002.MOV are not a Live Photo). A class without candidates
-    gives its share to the others. Returns what it wrote."""
+    from the candidates of `sources` (see roll_candidates; photos of `min_megapixels` or
+    more), every copy made unique so the content-hash cache cannot skip it, in a shuffled
+    order under names that never pair (IMG_00001.HEIC and IMG_00002.MOV are not a Live
+    Photo). A class without candidates gives its share to the others. Returns what it
+    wrote, with the median megapixels of its photos."""
     import random
+    import statistics
 
-    candidates = roll_candidates(sources)
+    sized = roll_candidates(sources, min_megapixels)
+    candidates = {cls: [path for path, _ in found] for cls, found in sized.items()}
+    pixels = {path: n for found in sized.values() for path, n in found}
     present = [(cls, share) for cls, share in mix if candidates.get(cls)]
     if not present:
         from galprof.errors import SetupError
-        raise SetupError("no JPEG, HEIC or MP4/MOV media found to build a roll from in "
-                         + ", ".join(os.fspath(s) for s in sources))
+        least = f" (photos of {min_megapixels:g} MP or more)" if min_megapixels else ""
+        raise SetupError(f"no JPEG, HEIC or MP4/MOV media{least} found to build a roll "
+                         "from in " + ", ".join(os.fspath(s) for s in sources))
     total = sum(share for _, share in present)
     counts = {cls: int(count * share / total) for cls, share in present}
     # hand the rounding remainder to the largest shares first
@@ -374,8 +383,13 @@ def build_roll(sources: list[Path], folder: Path, count: int, seed: int = SEED,
     rng.shuffle(picks)
     folder.mkdir(parents=True, exist_ok=True)
     _check_room(folder, sum(src.stat().st_size for _, src in set(picks)))
+    photo_pixels = [pixels[src] for cls, src in picks if cls != "video"]
     written = {"media": len(picks), "by_class": dict(counts), "bytes": 0,
-               "sources": {cls: len(c) for cls, c in candidates.items()}, "copies": {}}
+               "sources": {cls: len(c) for cls, c in candidates.items()},
+               "min_megapixels": min_megapixels,
+               "photo_megapixels": (round(statistics.median(photo_pixels) / 1e6, 1)
+                                    if photo_pixels else None),
+               "copies": {}}
     for i, (cls, src) in enumerate(picks):
         data = _unique_copy(src.read_bytes(), cls, f"{seed}-{i}".encode())
         name = f"IMG_{i:05d}{src.suffix}"
@@ -868,6 +882,12 @@ def render_roll(result: dict):
                         f"{result['seconds']:.1f} s, {result['cpu_seconds']:.0f} CPU s)"),
             ("frames", f"{result['frames']} sampled, {result['frames_analysed']} analysed "
                        f"(the rest repeat a still shot's frame); per frame below: analysed")]
+    if built.get("photo_megapixels") is not None:
+        least = built.get("min_megapixels")
+        rows.append(("photos", f"{built['photo_megapixels']:g} MP median"
+                               + (f" (drawn from those of {least:g} MP or more)" if least
+                                  else " (a phone camera's: 12; --min-megapixels to draw "
+                                       "only large ones)")))
     rows[2:2] = _runs_row(result, "media_per_s", "media/s", ".2f")
     for name, s in result["stages"].items():
         models = ", ".join(

@@ -598,6 +598,37 @@ def test_a_roll_is_the_phone_mix_of_unique_copies(testmedia, tmp_path):
     assert len({hash_bytes(p.read_bytes()) for p in files}) == 20
 
 
+def _megapixels(path: Path) -> float:
+    from PIL import Image
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    with Image.open(path) as img:
+        return img.width * img.height / 1e6
+
+
+def test_a_roll_of_large_photos_draws_only_photos_of_that_size(testmedia, tmp_path):
+    """A camera roll's photos are 12 MP, the test media's mostly under 1: with
+    min_megapixels the roll draws only photos that large, and reports their median."""
+    import statistics
+
+    phone = testmedia / "exif/phone"
+    sizes = {}
+    for name, least in (("any", 0), ("large", 4)):
+        built = bench.build_roll([phone], tmp_path / name, 20, min_megapixels=least)
+        assert built["by_class"] == {"jpeg": 14, "heic": 6}      # no videos: their share moves
+        assert built["min_megapixels"] == least
+        sizes[name] = [_megapixels(p) for p in (tmp_path / name).iterdir()]
+        assert built["photo_megapixels"] == round(statistics.median(sizes[name]), 1)
+    assert min(sizes["large"]) >= 4 > min(sizes["any"])
+    assert len(sizes["large"]) == 20
+    with pytest.raises(SetupError, match=r"no JPEG, HEIC or MP4/MOV media \(photos of 100 MP "
+                                         r"or more\) found"):
+        bench.build_roll([phone], tmp_path / "none", 5, min_megapixels=100)
+    r = CliRunner().invoke(cli, ["benchmark", str(phone), "--min-megapixels", "4"])
+    assert r.exit_code == 1 and "give --roll N too" in r.output     # a usage error
+
+
 def test_a_roll_from_a_messy_folder_names_its_failures_and_decodes_by_content(testmedia,
                                                                                tmp_path):
     """A user's folder: a truncated JPEG (opens, fails to decode) under a name that is
@@ -626,6 +657,7 @@ def test_a_roll_from_a_messy_folder_names_its_failures_and_decodes_by_content(te
     report["stage_names"] = ["scenes"]
     text = _rendered(bench.render_roll(report))
     assert "4 media (3 jpeg, 1 heic), 1 failed" in text
+    assert f"{built['photo_megapixels']:g} MP median (a phone camera's: 12" in text
     assert "DCIM/\\xffbad[red].jpg): cannot decode" in text
     report["failures"] *= bench.FAILURES_SHOWN + 2          # a folder of broken files
     text = _rendered(bench.render_roll(report))

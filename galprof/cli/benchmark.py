@@ -26,6 +26,10 @@ from galprof.cli.common import json_option, library_errors, print_json
 @click.option("--roll", type=click.IntRange(min=1), default=None, metavar="N",
               help="Scan a phone roll of N media built from PATH (default: galprof's test "
                    "media): 60 % JPEG, 30 % HEIC/HEIF, 10 % MP4/MOV, every copy unique.")
+@click.option("--min-megapixels", type=click.FloatRange(min=0), default=0, metavar="MP",
+              help="With --roll: draw only photos of at least MP megapixels, as a camera "
+                   "roll's are (a phone's camera: 12; most JPEGs of galprof's test "
+                   "media are under 1).")
 @click.option("--clips", is_flag=True,
               help="Scan generated phone clips one by one (1080p H.264 and 4K HEVC, 30 and "
                    "60 s) and report each against real time.")
@@ -39,19 +43,20 @@ from galprof.cli.common import json_option, library_errors, print_json
 @click.option("--skip-latency", is_flag=True, help="Only the end-to-end scan.")
 @json_option
 @library_errors
-def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, repeat,
-              skip_latency, as_json):
+def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, clips,
+              threads, repeat, skip_latency, as_json):
     """Measure the models on this device and a real scan end to end.
 
     Prints, per model, file size and mean ± std latency at 1 thread, at a scan's threads
     per call (half the cores: it analyses two frames at once) and at all cores, then
     media/s of a scan of PATH (default: generated 12 MP JPEGs) split into model calls,
     decoding (overlapped with inference) and the rest. With --roll N, the scan is
-    of a phone's mix built from PATH's media and the report gives, per stage, its time
-    and its model calls' time per frame, decode time by format, the share of media the
-    text pre-filter lets reach the text detector, and peak memory; with the latency
-    table, also the media/s the models alone allow (their calls at their own latency,
-    two at a time).
+    of a phone's mix built from PATH's media (--min-megapixels: only its large photos)
+    and the report gives the photos' median size and, per stage, its time and its model
+    calls' time per frame, decode time by format, the share of media the text
+    pre-filter lets reach the text detector, and peak memory; with the latency table,
+    also the media/s the models alone allow (their calls at their own latency, two at a
+    time).
     With --repeat N every scan runs N times and the median run is reported beside each
     run's figure and peak memory. Runs the same on a Raspberry Pi or in Termux.
 
@@ -60,6 +65,7 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
         galprof benchmark
         galprof benchmark ~/DCIM/Camera --stages objects,scenes,faces --json
         galprof benchmark ~/DCIM --roll 200 --skip-latency --repeat 3
+        galprof benchmark --roll 200 --min-megapixels 4 --skip-latency
         galprof benchmark --clips --skip-latency --json
     """
     from rich.console import Console
@@ -68,6 +74,8 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
     from galprof.errors import SetupError
     from galprof.vision import manifest
 
+    if min_megapixels and not roll:
+        raise click.UsageError("--min-megapixels chooses the photos of a roll: give --roll N too")
     console = Console(stderr=as_json)
     from galprof.stages import default_stages
 
@@ -94,7 +102,8 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, clips, threads, 
                                  "videos, e.g. galprof benchmark ~/DCIM --roll 200")
             folder = Path(tmp) / "roll"
             with console.status(f"building a roll of {roll} media"):
-                built = bench.build_roll(sources, folder, roll)
+                built = bench.build_roll(sources, folder, roll,
+                                         min_megapixels=min_megapixels)
             with console.status(f"scanning {roll} media{times}"):
                 measured = bench.repeated(lambda: bench.roll_report(
                     bench.measured_scan(folder, stages, threads=threads), latency, built),

@@ -86,6 +86,26 @@ def test_control_characters_in_a_file_name_reach_the_terminal_escaped(tmp_path):
     assert b"\x1b" not in out.stderr and b"\\x1b]0;pwned\\x07" in out.stderr
 
 
+@pytest.mark.slow
+def test_a_quiet_scan_with_models_prints_each_bad_file_and_nothing_else(tmp_path, testmedia):
+    # fd 2 is the whole process's: the TFLite runtime's INFO line is kept off it, and the
+    # models opened while the scan runs never swallow a bad file's line (vision/runtime.py)
+    root = tmp_path / "g"
+    root.mkdir()
+    corrupt = (testmedia / "corrupt/phf_corrupted.heic").read_bytes()
+    for i in range(3):
+        (root / f"bad_{i}.heic").write_bytes(corrupt + b"copy %d" % i)
+    for name in ("scenes/pp_limes.jpg", "faces/children/hse_family.jpg"):
+        shutil.copy(testmedia / name, root)
+    expected = sorted(f"error: {root}/bad_{i}.heic: not a readable image (unrecognised or "
+                      "corrupt image data)" for i in range(3))
+    for attempt in range(2):
+        out = galprof("scan", str(root), "--stages", "objects,scenes,faces", "--quiet",
+                      db=tmp_path / f"g{attempt}.db", check=False)
+        assert out.returncode == 3
+        assert sorted(out.stderr.decode().splitlines()) == expected
+
+
 def test_fifos_devices_and_broken_links_are_reported_once_and_never_read(tmp_path, testmedia):
     root = tmp_path / "g"
     root.mkdir()

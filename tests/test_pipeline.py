@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from galprof.pipeline.passes import NAMES, stale
 from galprof.profile import build_profile
 from galprof.stages import build_stages
 from galprof.store import open_store
+from galprof.vision import manifest
 
 from conftest import SHARED_MODELS
 
@@ -63,6 +65,24 @@ class FailsOn:
         return {"pixels": int(image.shape[0] * image.shape[1])}
 
 
+class Notes(MeanColour):
+    """MeanColour on a model file of the manifest (not opened), noting which thread loads it
+    and makes its inputs, in order."""
+
+    def __init__(self, name: str, model_id: str):
+        super().__init__()
+        self.name, self.spec, self.events = name, manifest.get(model_id), []
+
+    def models(self):
+        return [self.spec]
+
+    def load(self):
+        self.events.append(("load", threading.current_thread() is threading.main_thread()))
+
+    def prepare(self, frames):
+        self.events.append(("prepare", threading.current_thread() is threading.main_thread()))
+
+
 @pytest.fixture
 def gallery(tmp_path, testmedia):
     root = tmp_path / "DCIM"
@@ -86,6 +106,26 @@ def test_frame_sampling_is_part_of_a_videos_cache_key(tmp_path, gallery):
     assert len(store.results.payload(video["content_hash"], "colour")["means"]) == 4
     again = run(store, [gallery], Settings(stages=[stage], frame_step=1, max_frames=4))
     assert again.analysed == 0 and len(stage.runs) == 6
+
+
+def test_the_first_stage_on_tflite_is_loaded_before_any_decode(tmp_path, gallery):
+    # The process's first TFLite model points fd 2 at /dev/null for a moment
+    # (vision/runtime.py): made before the threads start, it cannot swallow a line printed
+    # meanwhile (a bad file's error). ONNX stages, and stages after it, load when first run.
+    on_onnx, on_tflite, after = (Notes("a", "mobilenet_v2_onnx"), Notes("b", "mobilenet_v2"),
+                                 Notes("c", "efficientnet_lite0"))
+    store = open_store(tmp_path / "g.db")
+    run(store, [gallery], Settings(stages=[on_onnx, on_tflite, after]))
+    assert on_tflite.events[0] == ("load", True)
+    assert {kind for kind, _ in on_tflite.events[1:]} == {"prepare"}        # frame by frame
+    for lazy in (on_onnx, after):
+        kinds = [kind for kind, _ in lazy.events]
+        assert kinds.count("load") == 1 and kinds.index("load") > kinds.index("prepare")
+    assert not any(main for kind, main in on_tflite.events[1:])     # decode threads
+    for stage in (on_onnx, on_tflite, after):
+        stage.events.clear()
+    run(store, [gallery], Settings(stages=[on_onnx, on_tflite, after]))
+    assert on_tflite.events == on_onnx.events == []           # nothing to read: nothing loaded
 
 
 def test_a_stage_failing_on_one_file_is_that_files_error_reported_once(tmp_path, gallery):

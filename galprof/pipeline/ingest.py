@@ -32,6 +32,7 @@ from galprof.pipeline.analysis import Analyses
 from galprof.pipeline.changes import Cache, Work
 from galprof.pipeline.settings import Settings, Summary
 from galprof.stages import PICTURE, Frame, FullPictureNeeded, Stage, analysing_threads
+from galprof.vision import runtime
 from galprof.store.db import now
 
 # Commit at least this often, so a killed run loses little work.
@@ -152,6 +153,8 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
             analyses.offer(decoded.frames, todo)
         return _Item(digest, decoded, time.perf_counter() - started)
 
+    if work:
+        _load_first_tflite_stage(stages, analyses)
     if on_progress:
         on_progress(0, len(work))
     workers = max(1, settings.decode_workers)
@@ -173,6 +176,21 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
             unload = getattr(stage, "unload", None)
             if stage.name in analyses.loaded and unload is not None:
                 unload()
+
+
+def _load_first_tflite_stage(stages: list[Stage], analyses: Analyses) -> None:
+    """Load, before the threads start, the first stage whose model runs on TFLite: the
+    process's first TFLite model points fd 2 at /dev/null for a moment (vision/runtime.py),
+    which would also swallow a line printed meanwhile by this thread (a bad file's error).
+    A failure is the stage's to report when it runs."""
+    for stage in stages:
+        specs = getattr(stage, "models", list)()
+        if any(runtime.runs_on_tflite(spec.file) for spec in specs):
+            try:
+                analyses.load(stage)
+            except Exception:
+                pass
+            return
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +68,16 @@ def _tflite_interpreter_class():
         ) from None
 
 
+# fd 2 belongs to the whole process: while it points at /dev/null, every thread's output
+# goes there too, and two threads swapping it at once can leave it there. (Re-entrant: a
+# model opened while a conversion has fd 2 silenced must not wait for itself.)
+_STDERR_LOCK = threading.RLock()
+_TFLITE_ANNOUNCED = False
+
+
 @contextlib.contextmanager
-def _native_stderr_silenced():
-    """The TFLite runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate" from C++
-    straight to fd 2 when tensors are allocated, which would break `--quiet` (cron mail)."""
+def _stderr_to_devnull():
+    """fd 2 pointed at /dev/null meanwhile (the caller holds _STDERR_LOCK)."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -80,6 +87,32 @@ def _native_stderr_silenced():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """fd 2 pointed at /dev/null for a moment, for native code that prints to it."""
+    with _STDERR_LOCK, _stderr_to_devnull():
+        yield
+
+
+@contextlib.contextmanager
+def _first_allocation_silenced():
+    """The TFLite runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+    from C++ straight to fd 2 the first time a model's tensors are allocated in the
+    process, and never again (later models and input resizes print nothing), which
+    would break `--quiet` (cron mail). So only that allocation is silenced: silencing
+    every one lost the error lines a scan's main thread printed meanwhile (2 of 12
+    `galprof scan --quiet` runs of a folder with a corrupt file printed nothing). The
+    scan makes its first model before its threads start (pipeline/ingest.py)."""
+    global _TFLITE_ANNOUNCED
+    with _STDERR_LOCK:
+        if not _TFLITE_ANNOUNCED:
+            with _stderr_to_devnull():
+                yield
+            _TFLITE_ANNOUNCED = True
+            return
+    yield
 
 
 class TFLiteSession:
@@ -103,7 +136,7 @@ class TFLiteSession:
                                              experimental_preserve_all_tensors=True)
         else:
             self._it = interpreter_class(**model, num_threads=threads)
-        with _native_stderr_silenced():
+        with _first_allocation_silenced():
             self._it.allocate_tensors()
         self.inputs = [self._info(d) for d in self._it.get_input_details()]
         if self.lifted is not None:     # callers feed the original input
@@ -200,6 +233,11 @@ class OnnxSession:
         return {o.name: v for o, v in zip(self.outputs, values)}
 
 
+def runs_on_tflite(file: str | os.PathLike) -> bool:
+    """Whether open_session runs this model file on TFLite (anything but .onnx)."""
+    return Path(file).suffix != ".onnx"
+
+
 def open_session(path: Path, threads: int | None = None,
                  extra_outputs: Sequence[str] = (), dynamic_shapes: bool = False,
                  outputs: Sequence[str] = (), any_size: bool = False) -> Session:
@@ -213,6 +251,6 @@ def open_session(path: Path, threads: int | None = None,
     allows (graph.rewrite; `session.outputs` and `session.any_size` say what was done).
     """
     threads = threads or default_threads()
-    if path.suffix == ".onnx":
+    if not runs_on_tflite(path):
         return OnnxSession(path, threads, extra_outputs, dynamic_shapes)
     return TFLiteSession(path, threads, extra_outputs, outputs, any_size)

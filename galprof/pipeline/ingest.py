@@ -32,8 +32,8 @@ from galprof.pipeline.analysis import Analyses
 from galprof.pipeline.changes import Cache, Work
 from galprof.pipeline.settings import Settings, Summary
 from galprof.stages import PICTURE, Frame, FullPictureNeeded, Stage, analysing_threads
-from galprof.vision import runtime
 from galprof.store.db import now
+from galprof.vision import runtime
 
 # Commit at least this often, so a killed run loses little work.
 COMMIT_EVERY_ITEMS = 16

@@ -307,16 +307,16 @@ def default_roll_sources() -> list[Path]:
 
 
 def roll_candidates(sources: list[Path], min_megapixels: float = 0
-                    ) -> dict[str, list[tuple[Path, int]]]:
+                    ) -> dict[str, dict[Path, int]]:
     """The files under `sources` a phone roll can be built from, by class: "jpeg", "heic",
-    "video" (MP4/MOV), each with its pixels (a photo's stored width x height; 0 for a
-    video). Photos must open, be at least _ROLL_MIN_PHOTO_SIDE px on their long side and
+    "video" (MP4/MOV), each mapped to its pixels (a photo's stored width x height; 0 for
+    a video). Photos must open, be at least _ROLL_MIN_PHOTO_SIDE px on their long side and
     hold at least `min_megapixels`; videos must have a video stream. Sorted by path."""
     from galprof.errors import MediaError
     from galprof.gallery.frames import read_metadata
     from galprof.gallery.walk import walk
 
-    out: dict[str, list[tuple[Path, int]]] = {"jpeg": [], "heic": [], "video": []}
+    out: dict[str, dict[Path, int]] = {"jpeg": {}, "heic": {}, "video": {}}
     for item in walk(sources).items:
         if item.kind == "photo" and item.format in ("JPEG", "HEIF"):
             cls = "jpeg" if item.format == "JPEG" else "heic"
@@ -332,7 +332,7 @@ def roll_candidates(sources: list[Path], min_megapixels: float = 0
         if item.kind == "photo" and (max(width, height) < _ROLL_MIN_PHOTO_SIDE
                                      or width * height < min_megapixels * 1e6):
             continue
-        out[cls].append((item.path, width * height if item.kind == "photo" else 0))
+        out[cls][item.path] = width * height if item.kind == "photo" else 0
     return out
 
 
@@ -358,9 +358,7 @@ def build_roll(sources: list[Path], folder: Path, count: int, seed: int = SEED,
     import random
     import statistics
 
-    sized = roll_candidates(sources, min_megapixels)
-    candidates = {cls: [path for path, _ in found] for cls, found in sized.items()}
-    pixels = {path: n for found in sized.values() for path, n in found}
+    candidates = roll_candidates(sources, min_megapixels)
     present = [(cls, share) for cls, share in mix if candidates.get(cls)]
     if not present:
         from galprof.errors import SetupError
@@ -383,7 +381,7 @@ def build_roll(sources: list[Path], folder: Path, count: int, seed: int = SEED,
     rng.shuffle(picks)
     folder.mkdir(parents=True, exist_ok=True)
     _check_room(folder, sum(src.stat().st_size for _, src in set(picks)))
-    photo_pixels = [pixels[src] for cls, src in picks if cls != "video"]
+    photo_pixels = [candidates[cls][src] for cls, src in picks if cls != "video"]
     written = {"media": len(picks), "by_class": dict(counts), "bytes": 0,
                "sources": {cls: len(c) for cls, c in candidates.items()},
                "min_megapixels": min_megapixels,

@@ -8,6 +8,7 @@ import io
 import random
 
 import numpy as np
+import pillow_heif
 import pytest
 from PIL import Image, ImageOps
 
@@ -69,6 +70,51 @@ def test_the_picture_is_within_a_level_or_two_of_libheifs(testmedia, rel):
         assert np.abs(diff).mean() < mean, (rel, side)
         assert np.percentile(np.abs(diff), 99) <= p99, (rel, side)
         assert np.all(np.abs(diff.mean(axis=(0, 1))) < 1), (rel, side)   # no colour cast
+
+
+@pytest.mark.parametrize("bits", [8, 10])
+def test_a_heic_of_one_picture_not_a_grid_is_read_by_the_module(testmedia, bits):
+    """Phones write grids of 512 px tiles; libheif's encoder (GIMP, ImageMagick,
+    converters) writes one picture of the whole size, decoded with slice threads."""
+    photo = Image.open(testmedia / "exif/phone/dc_iPhoneXR_IMG_3580.JPG").convert("RGB")
+    photo = photo.resize((2016, 1512), Image.BILINEAR)
+    if bits == 8:
+        image = pillow_heif.from_pillow(photo)
+    else:
+        samples = np.asarray(photo).astype(np.uint16) << 8      # 10 bits (v * 4), MSB-aligned
+        image = pillow_heif.from_bytes("RGB;16", photo.size, samples.astype("<u2").tobytes())
+    out = io.BytesIO()
+    image.save(out, quality=90)
+    data = out.getvalue()
+    shape = heif.layout(data)
+    assert (len(shape.tiles), shape.tile_size, shape.depth) == (1, (2016, 1512), bits)
+    got = heif.fitted_picture(data, _fit(1280))
+    if bits == 8:
+        full = _libheif(data)
+    else:   # libheif's own 8 bits truncate (a level dark): its 10 bits, rounded
+        wide = np.asarray(pillow_heif.open_heif(data, convert_hdr_to_8bit=False))
+        full = Image.fromarray(np.round(wide / 256).astype(np.uint8))
+    want = full.resize(got.size, Image.BILINEAR, reducing_gap=2.0)
+    diff = np.asarray(got).astype(int) - np.asarray(want)
+    assert got.size == (1280, 960)
+    assert np.abs(diff).mean() < 1.0 and np.percentile(np.abs(diff), 99) <= 8
+    assert np.all(np.abs(diff.mean(axis=(0, 1))) < 1)           # no colour cast
+    assert np.array_equal(decode_photo(data, 1280).frames[0].image, np.asarray(got))
+
+
+def test_a_stream_larger_than_its_declared_picture_is_refused(testmedia):
+    """The decoder's frames are bounded by the picture the container declares (ispe):
+    a stream of 2016 x 1512 in a picture said to be 1024 x 768 does not decode."""
+    photo = Image.open(testmedia / "exif/phone/dc_iPhoneXR_IMG_3580.JPG").convert("RGB")
+    out = io.BytesIO()
+    pillow_heif.from_pillow(photo.resize((2016, 1512))).save(out, quality=60)
+    data = out.getvalue()
+    assert data.count(b"ispe") == 1
+    at = data.index(b"ispe") + 8                     # after the version and flags
+    small = data[:at] + (1024).to_bytes(4, "big") + (768).to_bytes(4, "big") + data[at + 8:]
+    assert heif.layout(small).tile_size == (1024, 768)
+    with pytest.raises(ValueError, match="does not decode"):
+        heif.fitted_picture(small, _fit(320))
 
 
 def test_limited_range_samples_are_stretched_to_full_range():

@@ -310,7 +310,8 @@ def fitted_picture(data: bytes, fit: Callable[[tuple[int, int]], tuple[int, int]
     codec.extradata = shape.hvcc
     # A stream's own larger size is refused. FFmpeg checks its buffers' size with the
     # width rounded up to its stride alignment (64) and the coded height (up to a 64-row
-    # block): an exact bound refused every picture of one tile not 64 px wide in steps.
+    # block): an exact bound refused every one-tile picture whose width is not a
+    # multiple of 64 (they went to libheif).
     codec.options = {"max_pixels": str(-(-tw // 64) * 64 * -(-th // 64) * 64)}
     # Every tile is a picture of its own: two frame threads decode two at once (65 ms
     # against 102 with slice threads for a 48-tile 12 MP photo here). A picture of one

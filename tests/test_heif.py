@@ -4,6 +4,7 @@ a hang), and decode_photo falling back to libheif for what the module does not t
 
 from __future__ import annotations
 
+import functools
 import io
 import random
 
@@ -72,11 +73,11 @@ def test_the_picture_is_within_a_level_or_two_of_libheifs(testmedia, rel):
         assert np.all(np.abs(diff.mean(axis=(0, 1))) < 1), (rel, side)   # no colour cast
 
 
-@pytest.mark.parametrize("bits", [8, 10])
-def test_a_heic_of_one_picture_not_a_grid_is_read_by_the_module(testmedia, bits):
-    """Phones write grids of 512 px tiles; libheif's encoder (GIMP, ImageMagick,
-    converters) writes one picture of the whole size, decoded with slice threads."""
-    photo = Image.open(testmedia / "exif/phone/dc_iPhoneXR_IMG_3580.JPG").convert("RGB")
+@functools.lru_cache(maxsize=None)
+def _one_picture_heic(bits: int) -> bytes:
+    """A real photo at 2016 x 1512 (not a multiple of 64 wide) as libheif's encoder writes
+    it (GIMP, ImageMagick, converters): one picture of the whole size, not a grid."""
+    photo = Image.open(TESTMEDIA / "exif/phone/dc_iPhoneXR_IMG_3580.JPG").convert("RGB")
     photo = photo.resize((2016, 1512), Image.BILINEAR)
     if bits == 8:
         image = pillow_heif.from_pillow(photo)
@@ -85,7 +86,14 @@ def test_a_heic_of_one_picture_not_a_grid_is_read_by_the_module(testmedia, bits)
         image = pillow_heif.from_bytes("RGB;16", photo.size, samples.astype("<u2").tobytes())
     out = io.BytesIO()
     image.save(out, quality=90)
-    data = out.getvalue()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("bits", [8, 10])
+def test_a_heic_of_one_picture_not_a_grid_is_read_by_the_module(bits):
+    """Phones write grids of 512 px tiles; a picture of one tile is decoded with slice
+    threads."""
+    data = _one_picture_heic(bits)
     shape = heif.layout(data)
     assert (len(shape.tiles), shape.tile_size, shape.depth) == (1, (2016, 1512), bits)
     got = heif.fitted_picture(data, _fit(1280))
@@ -102,13 +110,10 @@ def test_a_heic_of_one_picture_not_a_grid_is_read_by_the_module(testmedia, bits)
     assert np.array_equal(decode_photo(data, 1280).frames[0].image, np.asarray(got))
 
 
-def test_a_stream_larger_than_its_declared_picture_is_refused(testmedia):
+def test_a_stream_larger_than_its_declared_picture_is_refused():
     """The decoder's frames are bounded by the picture the container declares (ispe):
     a stream of 2016 x 1512 in a picture said to be 1024 x 768 does not decode."""
-    photo = Image.open(testmedia / "exif/phone/dc_iPhoneXR_IMG_3580.JPG").convert("RGB")
-    out = io.BytesIO()
-    pillow_heif.from_pillow(photo.resize((2016, 1512))).save(out, quality=60)
-    data = out.getvalue()
+    data = _one_picture_heic(8)
     assert data.count(b"ispe") == 1
     at = data.index(b"ispe") + 8                     # after the version and flags
     small = data[:at] + (1024).to_bytes(4, "big") + (768).to_bytes(4, "big") + data[at + 8:]

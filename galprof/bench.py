@@ -212,8 +212,11 @@ def _scan_summary(out) -> dict:
 
     if out.returncode not in (0, 3):
         from galprof.errors import GalprofError
-        raise GalprofError(f"the measured scan failed (exit {out.returncode}): "
-                           + " ".join(out.stderr.split())[-400:])
+        lines = [line.strip() for line in out.stderr.splitlines() if line.strip()]
+        # its last line: the error `galprof scan` or scan_child printed, or a traceback's
+        # exception
+        reason = lines[-1].removeprefix("Error: ")[:400] if lines else "no message"
+        raise GalprofError(f"the measured scan failed (exit {out.returncode}): {reason}")
     return json.loads(out.stdout)
 
 
@@ -468,7 +471,19 @@ def _peak_rss_kb() -> int:
 
 def scan_child(argv: list[str] | None = None) -> None:
     """The measured scan of `measured_scan`, in its own process: the pipeline as `galprof
-    scan` runs it, with every model call and every file read timed. Prints JSON."""
+    scan` runs it, with every model call and every file read timed. Prints JSON; an error
+    of galprof's (a model missing or broken) as one line, as `galprof scan` does."""
+    import sys
+
+    from galprof.errors import GalprofError
+    try:
+        _timed_scan(argv)
+    except GalprofError as e:
+        sys.stderr.write(f"Error: {e}\n")
+        raise SystemExit(1) from None
+
+
+def _timed_scan(argv: list[str] | None) -> None:
     import json
     import sys
 

@@ -3,7 +3,9 @@
 import json
 import os
 import shutil
+import tempfile
 
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -65,18 +67,51 @@ def test_benchmark_of_a_folder_without_media_says_so(tmp_path):
 
 def test_benchmark_of_a_folder_without_its_models_says_what_is_missing(testmedia, tmp_path,
                                                                         monkeypatch):
-    """The scan runs in a child process: its one-line error reaches the user, not a
-    traceback of the empty output it left."""
+    """Missing models are named, with the install command, before anything is timed or
+    made: a folder's scan, a roll (copies of a user's media), 4K clips (minutes to encode)."""
     folder = tmp_path / "DCIM"
     folder.mkdir()
     shutil.copy(testmedia / "exif/phone/pp_iPhoneSE_cat_brown.jpg", folder)
     empty = tmp_path / "no-models"
     empty.mkdir()
     monkeypatch.setenv("GALPROF_MODELS", str(empty))
-    r = CliRunner().invoke(cli, ["benchmark", str(folder), "--skip-latency"])
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    for args in ([str(folder)], [str(folder), "--roll", "3"], ["--clips"],
+                 ["--stages", "scenes", "--models", "mobilenet_v2"]):
+        r = CliRunner().invoke(cli, ["benchmark", *args])
+        assert r.exit_code == 1, (args, r.output)
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+        assert "model files not installed (" in r.output, args
+        assert "install them with: galprof models install" in r.output
+        assert "mobilenet_v2_1.0_224_quant.tflite" in r.output
+        assert "latency" not in r.output and "measured scan" not in r.output
+        assert not any(scratch.iterdir())         # no roll, clip or photo was written
+
+
+def test_a_measured_scan_that_fails_gives_its_one_line_reason(testmedia, tmp_path, monkeypatch):
+    """The child scan's error (here a model file missing under the benchmark's checks),
+    not a traceback's tail."""
+    from galprof import bench
+    from galprof.errors import GalprofError
+
+    folder = tmp_path / "DCIM"
+    folder.mkdir()
+    shutil.copy(testmedia / "exif/phone/pp_iPhoneSE_cat_brown.jpg", folder)
+    monkeypatch.setenv("GALPROF_MODELS", str(tmp_path))
+    with pytest.raises(GalprofError) as e:
+        bench.measured_scan(folder, ["objects"])
+    assert str(e.value) == ("the measured scan failed (exit 1): model file yolox_nano.tflite "
+                            f"is not installed in {tmp_path}; install it with: galprof models "
+                            "install")
+
+
+def test_benchmark_with_an_unknown_stage_is_a_usage_error():
+    r = CliRunner().invoke(cli, ["benchmark", "--stages", "objects,colour", "--skip-latency"])
     assert r.exit_code != 0
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
-    assert "the measured scan failed" in r.output and "model files not installed" in r.output
+    assert "Invalid value for --stages: unknown stage 'colour'" in r.output
 
 
 def test_benchmark_repeat_reports_the_median_scan_and_every_run(testmedia, tmp_path):

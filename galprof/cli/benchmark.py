@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from galprof.cli.common import json_option, library_errors, print_json
+from galprof.cli.models import install_missing
 
 
 @click.command()
@@ -77,11 +78,18 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
     if min_megapixels and not roll:
         raise click.UsageError("--min-megapixels chooses the photos of a roll: give --roll N too")
     console = Console(stderr=as_json)
-    from galprof.stages import default_stages
+    from galprof.stages import build_stages, default_stages
 
     default = ",".join(default_stages()) if (roll or clips) else "objects,scenes"
     names = stage_names if stage_names is not None else default
     stages = [] if names.strip() == "none" else [s.strip() for s in names.split(",") if s.strip()]
+    # The scan's models before anything is timed, generated or copied (a roll, 4K clips):
+    # installed on a terminal as `galprof scan` does, else one line naming what is missing.
+    try:
+        built_stages = build_stages(stages, threads=threads)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--stages") from None
+    install_missing(built_stages, console, offline=False, quiet=as_json)
     report: dict = {}
     if not skip_latency:
         if model_ids:

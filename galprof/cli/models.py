@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from galprof.cli.common import err_console, json_option, library_errors, print_json, quiet_option
@@ -206,6 +208,25 @@ def announce(needed, quiet: bool) -> None:
     for n in needed:
         size = _size(n.download_bytes) if n.download_bytes else "no download"
         click.echo(f"  {n.spec.file} ({size}, {n.how})", err=True)
+
+
+def install_missing(stages, console, offline: bool, quiet: bool) -> None:
+    """First use (`galprof scan`, `galprof benchmark`): install the stages' missing model
+    files on a terminal (announced, a bar each); elsewhere ModelMissing names the command."""
+    from galprof.vision import install
+
+    specs = [spec for stage in stages for spec in getattr(stage, "models", list)()]
+    interactive = sys.stdin.isatty() and console.is_terminal
+    if not interactive or offline or install.offline_from_env():
+        install.ensure_installed(specs, interactive=False, offline=offline)
+        return
+    needed = install.missing(specs)
+    if not needed:
+        return
+    announce(needed, quiet)
+    bar, progress = progress_bar(console, quiet)
+    with bar:
+        install.ensure_installed(specs, interactive=True, offline=False, progress=progress)
 
 
 def _size(n: int) -> str:

@@ -11,6 +11,7 @@ import click
 from galprof.cli.common import (db_option, err_console, json_option, library_errors,
                                 model_options, print_json, quiet_option, resolve_db, shown,
                                 stage_list_option, threads_option)
+from galprof.cli.models import install_missing
 
 # Exit status when the scan finished but some files failed for the first time (for cron).
 EXIT_SOME_FAILED = 3
@@ -77,7 +78,7 @@ def scan(paths, db_path, frame_step, max_frames, max_decode_mb, threads, stage_n
             f"warning: {shown(text)}", markup=False, highlight=False))
         remote = RemoteSettings(check_url(remote_url), token, ca_file)
     stages = build_stages(stage_names, threads=threads, models=_for_runtime(models, runtime))
-    _install_missing(stages, console, offline, quiet)
+    install_missing(stages, console, offline, quiet)
     settings = Settings(stages=stages,
                         frame_step=frame_step, max_frames=max_frames,
                         max_decode_mb=max_decode_mb, remote=remote)
@@ -118,26 +119,6 @@ def _for_runtime(models: dict, runtime: str) -> dict:
         spec = manifest.get(model_id) if model_id else manifest.default_for(role)
         chosen[role] = manifest.for_runtime(spec, runtime).id
     return chosen
-
-
-def _install_missing(stages, console, offline: bool, quiet: bool) -> None:
-    """First use: install the stages' missing model files on a terminal (announced, a bar
-    each); elsewhere ModelMissing names the command."""
-    from galprof.cli.models import announce, progress_bar
-    from galprof.vision import install
-
-    specs = [spec for stage in stages for spec in getattr(stage, "models", list)()]
-    interactive = sys.stdin.isatty() and console.is_terminal
-    if not interactive or offline or install.offline_from_env():
-        install.ensure_installed(specs, interactive=False, offline=offline)
-        return
-    needed = install.missing(specs)
-    if not needed:
-        return
-    announce(needed, quiet)
-    bar, progress = progress_bar(console, quiet)
-    with bar:
-        install.ensure_installed(specs, interactive=True, offline=False, progress=progress)
 
 
 def _run_with_bar(store, paths, settings, on_problem, console):

@@ -222,9 +222,9 @@ def _scan_summary(out) -> dict:
 
 def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
                db: Path | None = None) -> dict:
-    """Scan `folder` with the named stages into a fresh database, in a child process so that
-    its peak memory is measured alone. Returns photos/s and where the time went; a folder
-    without media is a SetupError."""
+    """Scan `folder` (the generated JPEGs) with the named stages into a fresh database, with
+    `galprof scan` in a child process so that its peak memory is measured alone. Returns
+    photos/s and where the time went."""
     import sys
     import tempfile
 
@@ -237,9 +237,6 @@ def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
         out, rss_kb = run_measured(cmd)
     s = _scan_summary(out)
     media = s["photos"] + s["videos"]
-    if not media and not s["failed"]:
-        from galprof.errors import SetupError
-        raise SetupError(f"no photos or videos to measure in {os.fspath(folder)}")
     wall = s["seconds"]
     models = s["stage_busy_seconds"]
     return {
@@ -677,9 +674,11 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None,
                     "ms_per_file": round(1000 * d["seconds"] / d["files"], 1) if d["files"] else 0.0}
               for fmt, d in sorted(scan["decode_by_format"].items())}
     copies = (built or {}).get("copies", {})
+    # a roll's copy by its name and the file of yours it was copied from; else your file
     failures = [{"file": Path(f["path"]).name, "reason": f["reason"],
                  **({"source": copies[Path(f["path"]).name]}
-                    if Path(f["path"]).name in copies else {})}
+                    if Path(f["path"]).name in copies else {})} if built else
+                {"file": f["path"], "reason": f["reason"]}
                 for f in scan.get("failures", [])]
     return {"media": media, "photos": scan["photos"], "videos": scan["videos"],
             "frames": scan["frames"], "frames_analysed": frames,
@@ -879,14 +878,33 @@ def _failure_rows(lines: list[str]) -> list[tuple]:
     return rows
 
 
-def render_roll(result: dict):
-    """The roll report as a rich Table."""
-    from rich.table import Table
+def folder_report(folder: Path, stages: list[str], threads: int | None = None,
+                  latency: dict[str, float] | None = None) -> dict:
+    """What `galprof scan` of a folder as it is (no copies) costs, measured and reported
+    as a roll is (measured_scan, roll_report); a folder without media is a SetupError."""
+    scan = measured_scan(folder, stages, threads=threads)
+    if not scan["photos"] + scan["videos"] and not scan["failed"]:
+        from galprof.errors import SetupError
+        raise SetupError(f"no photos or videos to measure in {os.fspath(folder)}")
+    return {**roll_report(scan, latency), "folder": os.fspath(folder)}
 
-    built = result["built"]
-    table = Table(title=f"Phone roll: {built['media']} media ("
-                        + ", ".join(f"{n} {cls}" for cls, n in built["by_class"].items()) + ")"
-                        + (f", {result['failed']} failed" if result["failed"] else ""),
+
+def render_roll(result: dict):
+    """The roll report (or folder_report's) as a rich Table."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from galprof.cli.common import shown
+
+    built = result.get("built", {})
+    if built:
+        title = (f"Phone roll: {built['media']} media ("
+                 + ", ".join(f"{n} {cls}" for cls, n in built["by_class"].items()) + ")")
+    else:
+        title = (f"Scan of {shown(result['folder'])}: {result['media']} media ("
+                 + ", ".join(f"{d['files']} {fmt}" for fmt, d in result["decode"].items()) + ")")
+    # (a folder's name is not markup)
+    table = Table(title=Text(title + (f", {result['failed']} failed" if result["failed"] else "")),
                   show_header=False)
     table.add_column(justify="right")
     table.add_column()
@@ -931,6 +949,7 @@ def render_roll(result: dict):
                                      f"calls of {', '.join(alone['models'])} take "
                                      f"{alone['seconds']:.1f} s at the models' own latency"))
     rows += _failure_rows([f"{f['file']} ({f.get('source', 'source unknown')}): {f['reason']}"
+                           if built else f"{f['file']}: {f['reason']}"
                            for f in result["failures"]])
     rows += [("outside model calls", f"{result['outside_models_share']:.0%} of the wall time "
                                      f"(calls on two threads at once "

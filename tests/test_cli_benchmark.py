@@ -45,14 +45,39 @@ def test_benchmark_of_a_folder_names_the_files_it_could_not_read(testmedia, tmp_
     args = ["benchmark", str(folder), "--skip-latency", "--stages", "scenes"]
     r = CliRunner().invoke(cli, [*args, "--json"])
     assert r.exit_code == 0, r.output
-    e2e = json.loads(r.stdout)["end_to_end"]
-    assert e2e["media"] == 1 and e2e["failed"] == 1
-    (failure,) = e2e["failures"]
-    assert failure["path"].endswith("bad[red].jpg") and "not a readable image" in failure["reason"]
+    scan = json.loads(r.stdout)["folder"]
+    assert scan["media"] == 1 and scan["failed"] == 1
+    (failure,) = scan["failures"]
+    assert failure["file"].endswith("bad[red].jpg") and "not a readable image" in failure["reason"]
     r = CliRunner().invoke(cli, args, env={"COLUMNS": "400"})
     assert r.exit_code == 0, r.output
-    assert "End-to-end scan of 1 media" in r.output and "1 failed" in r.output
+    assert f"Scan of {folder}: 1 media (1 jpeg), 1 failed" in r.output
     assert "bad[red].jpg: not a readable image" in r.output
+
+
+def test_benchmark_of_a_folder_measures_what_galprof_scan_does_there(testmedia, tmp_path):
+    """`galprof benchmark PATH` scans the folder as it is with the stages `galprof scan`
+    runs, reported as a roll is: per stage its time against its model calls, decodes by
+    format (a HEIC from its preview), frames of a video, peak memory."""
+    from galprof.stages import default_stages
+
+    folder = tmp_path / "DCIM"
+    folder.mkdir()
+    for rel in ("exif/phone/pp_iPhoneSE_cat_brown.jpg", "exif/phone/pp_iPhone15Pro.heic",
+                "videos/mei_swans_Issue_515.mp4"):
+        shutil.copy(testmedia / rel, folder)
+    r = CliRunner().invoke(cli, ["benchmark", str(folder), "--skip-latency", "--json"])
+    assert r.exit_code == 0, r.output
+    scan = json.loads(r.stdout)["folder"]
+    assert scan["folder"] == str(folder) and scan["stage_names"] == list(default_stages())
+    assert (scan["media"], scan["photos"], scan["videos"]) == (3, 2, 1)
+    assert set(scan["stages"]) == set(default_stages())
+    # (the HEIC's preview and then, for its small objects, its full picture)
+    assert scan["stages"]["objects"]["models"]["yolox_nano"]["calls"] >= scan["frames_analysed"]
+    assert {fmt: d["files"] for fmt, d in scan["decode"].items()} == \
+        {"jpeg": 1, "heic": 1, "video": 1}
+    assert scan["decode"]["heic"]["previews"] == 1 and scan["frames"] > 3
+    assert scan["media_per_s"] > 0 and scan["peak_rss_mb"] > 10
 
 
 def test_benchmark_of_a_folder_without_media_says_so(tmp_path):
@@ -124,12 +149,12 @@ def test_benchmark_repeat_reports_the_median_scan_and_every_run(testmedia, tmp_p
     args = ["benchmark", str(folder), "--skip-latency", "--stages", "scenes", "--repeat"]
     r = CliRunner().invoke(cli, [*args, "3", "--json"])
     assert r.exit_code == 0, r.output
-    e2e = json.loads(r.stdout)["end_to_end"]
-    rates = [run["photos_per_s"] for run in e2e["runs"]]
-    assert len(rates) == 3 and e2e["photos_per_s"] == sorted(rates)[1]
-    assert e2e["media"] == 2
-    assert all(run["seconds"] > 0 and run["peak_rss_mb"] > 10 for run in e2e["runs"])
-    assert e2e["peak_rss_mb"] in [run["peak_rss_mb"] for run in e2e["runs"]]
+    scan = json.loads(r.stdout)["folder"]
+    rates = [run["media_per_s"] for run in scan["runs"]]
+    assert len(rates) == 3 and scan["media_per_s"] == sorted(rates)[1]
+    assert scan["media"] == 2
+    assert all(run["seconds"] > 0 and run["peak_rss_mb"] > 10 for run in scan["runs"])
+    assert scan["peak_rss_mb"] in [run["peak_rss_mb"] for run in scan["runs"]]
 
     r = CliRunner().invoke(cli, [*args, "2", "--roll", "4", "--json"])
     assert r.exit_code == 0, r.output

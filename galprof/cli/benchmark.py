@@ -20,8 +20,8 @@ from galprof.cli.models import install_missing
               help="Timed calls per model and thread count.")
 @click.option("--stages", "stage_names", default=None,
               help="Stages of the end-to-end scan ('none' to time decoding only; default: "
-                   "objects,scenes for JPEGs and PATH; for --roll and --clips, the stages "
-                   "galprof scan runs).")
+                   "objects,scenes for the generated JPEGs; for PATH, --roll and --clips, "
+                   "the stages galprof scan runs).")
 @click.option("--photos", type=click.IntRange(min=1), default=40, show_default=True,
               help="Generated 12 MP JPEGs to scan when no PATH is given.")
 @click.option("--roll", type=click.IntRange(min=1), default=None, metavar="N",
@@ -50,14 +50,14 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
 
     Prints, per model, file size and mean ± std latency at 1 thread, at a scan's threads
     per call (half the cores: it analyses two frames at once) and at all cores, then
-    media/s of a scan of PATH (default: generated 12 MP JPEGs) split into model calls,
-    decoding (overlapped with inference) and the rest. With --roll N, the scan is
-    of a phone's mix built from PATH's media (--min-megapixels: only its large photos)
-    and the report gives the photos' median size and, per stage, its time and its model
-    calls' time per frame, decode time by format, the share of media the text
-    pre-filter lets reach the text detector, and peak memory; with the latency table,
-    also the media/s the models alone allow (their calls at their own latency, two at a
-    time).
+    media/s of a scan. Of PATH: the folder as it is, with the stages galprof scan runs,
+    and per stage its time and its model calls' time per frame, decode time by format,
+    the share of media the text pre-filter lets reach the text detector, and peak
+    memory; with the latency table, also the media/s the models alone allow (their calls
+    at their own latency, two at a time). With --roll N, the same of a phone's mix
+    built from PATH's media (--min-megapixels: only its large photos), with the photos'
+    median size. With neither, of generated 12 MP JPEGs (objects and scenes), split
+    into model calls, decoding (overlapped with inference) and the rest.
     With --repeat N every scan runs N times and the median run is reported beside each
     run's figure and peak memory. Runs the same on a Raspberry Pi or in Termux.
 
@@ -80,7 +80,7 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
     console = Console(stderr=as_json)
     from galprof.stages import build_stages, default_stages
 
-    default = ",".join(default_stages()) if (roll or clips) else "objects,scenes"
+    default = ",".join(default_stages()) if (path or roll or clips) else "objects,scenes"
     names = stage_names if stage_names is not None else default
     stages = [] if names.strip() == "none" else [s.strip() for s in names.split(",") if s.strip()]
     # The scan's models before anything is timed, generated or copied (a roll, 4K clips):
@@ -128,12 +128,17 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
                                                                 repeat=repeat))
             if not as_json:
                 console.print(bench.render_clips(report["clips"]))
-        if not roll and not clips:
-            folder = path
-            if folder is None:
-                with console.status(f"writing {photos} 12 MP JPEGs"):
-                    folder = Path(tmp) / "photos"
-                    bench.generate_photos(folder, photos)
+        if path and not roll and not clips:
+            with console.status(f"scanning {path}{times}"):
+                report["folder"] = {**bench.repeated(lambda: bench.folder_report(
+                    path, stages, threads=threads, latency=latency), repeat, "media_per_s"),
+                    "stage_names": stages}
+            if not as_json:
+                console.print(bench.render_roll(report["folder"]))
+        if not path and not roll and not clips:
+            with console.status(f"writing {photos} 12 MP JPEGs"):
+                folder = Path(tmp) / "photos"
+                bench.generate_photos(folder, photos)
             with console.status(f"scanning{times}"):
                 report["end_to_end"] = bench.repeated(
                     lambda: bench.end_to_end(folder, stages, threads=threads), repeat,

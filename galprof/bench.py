@@ -221,7 +221,7 @@ def _scan_summary(out) -> dict:
 
 
 def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
-               db: Path | None = None) -> dict:
+               db: Path | None = None, models: dict[str, str | None] | None = None) -> dict:
     """Scan `folder` (the generated JPEGs) with the named stages into a fresh database, with
     `galprof scan` in a child process so that its peak memory is measured alone. Returns
     photos/s and where the time went."""
@@ -234,6 +234,10 @@ def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
                "--quiet", "--stages", ",".join(stages) or "none"]
         if threads:
             cmd += ["--threads", str(threads)]
+        from galprof.cli.common import MODEL_OPTIONS
+        for option, role in MODEL_OPTIONS.items():
+            if (models or {}).get(role):
+                cmd += ["--" + option.replace("_", "-"), models[role]]
         out, rss_kb = run_measured(cmd)
     s = _scan_summary(out)
     media = s["photos"] + s["videos"]
@@ -492,7 +496,7 @@ def _timed_scan(argv: list[str] | None) -> None:
     from galprof.store import open_store
 
     args = json.loads((argv or sys.argv[1:])[0])
-    stages = build_stages(args["stages"], threads=args.get("threads"))
+    stages = build_stages(args["stages"], threads=args.get("threads"), models=args.get("models"))
     counters: dict[str, list] = {}
     models_busy = BusyTime()
     for stage in stages:
@@ -596,11 +600,12 @@ def _timed_scan(argv: list[str] | None) -> None:
 
 
 def measured_scan(folder: Path, stages: list[str], threads: int | None = None,
-                  frame_step: int = 5, max_frames: int = 40, env: dict | None = None) -> dict:
+                  frame_step: int = 5, max_frames: int = 40, env: dict | None = None,
+                  models: dict[str, str | None] | None = None) -> dict:
     """Scan `folder` into a fresh database in a child process (scan_child), so that its
     peak memory is measured alone; its summary with the model-call and read timings, its
     peak RSS and CPU seconds. `env`: the child's environment (e.g. a PYTHONPATH holding
-    another galprof to compare with)."""
+    another galprof to compare with); `models`: a model id per role (build_stages)."""
     import json
     import sys
     import tempfile
@@ -612,7 +617,7 @@ def measured_scan(folder: Path, stages: list[str], threads: int | None = None,
     with tempfile.TemporaryDirectory() as tmp:
         args = {"folder": os.fspath(folder), "db": os.fspath(Path(tmp) / "bench.db"),
                 "stages": stages, "threads": threads, "frame_step": frame_step,
-                "max_frames": max_frames}
+                "max_frames": max_frames, "models": models}
         cmd = [sys.executable, "-c", "import sys; from galprof.bench import scan_child; "
                                      "scan_child(sys.argv[1:])", json.dumps(args)]
         # run in the scratch folder: `python -c` puts the working directory first on the
@@ -789,7 +794,8 @@ def generate_clip(path: Path, encoder: str, size: tuple[int, int], seconds: int,
 
 
 def clip_benchmark(spec, folder: Path, stages: list[str], threads: int | None = None,
-                   clip: Path | None = None, repeat: int = 1) -> dict:
+                   clip: Path | None = None, repeat: int = 1,
+                   models: dict[str, str | None] | None = None) -> dict:
     """Encode one PHONE_CLIPS clip (or take `clip`, made by generate_clip from that spec)
     into its own folder and scan it (measured_scan; `repeat` times, see `repeated`):
     seconds, real-time factor, frames sampled and analysed, decode time, peak RSS. A clip
@@ -810,7 +816,7 @@ def clip_benchmark(spec, folder: Path, stages: list[str], threads: int | None = 
         return {"name": name, "skipped": str(e)}
 
     def scanned() -> dict:
-        scan = measured_scan(where, stages, threads=threads)
+        scan = measured_scan(where, stages, threads=threads, models=models)
         video = scan["decode_by_format"].get("video", {"seconds": 0.0, "frames": 0,
                                                         "repeats": 0})
         wall = scan["seconds"]
@@ -879,10 +885,11 @@ def _failure_rows(lines: list[str]) -> list[tuple]:
 
 
 def folder_report(folder: Path, stages: list[str], threads: int | None = None,
-                  latency: dict[str, float] | None = None) -> dict:
+                  latency: dict[str, float] | None = None,
+                  models: dict[str, str | None] | None = None) -> dict:
     """What `galprof scan` of a folder as it is (no copies) costs, measured and reported
     as a roll is (measured_scan, roll_report); a folder without media is a SetupError."""
-    scan = measured_scan(folder, stages, threads=threads)
+    scan = measured_scan(folder, stages, threads=threads, models=models)
     if not scan["photos"] + scan["videos"] and not scan["failed"]:
         from galprof.errors import SetupError
         raise SetupError(f"no photos or videos to measure in {os.fspath(folder)}")

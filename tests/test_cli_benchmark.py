@@ -80,6 +80,21 @@ def test_benchmark_of_a_folder_measures_what_galprof_scan_does_there(testmedia, 
     assert scan["media_per_s"] > 0 and scan["peak_rss_mb"] > 10
 
 
+def test_benchmark_runtime_onnx_scans_with_the_onnx_twins(testmedia, tmp_path):
+    """--runtime onnx (Termux has no TFLite runtime): the measured scan runs the ONNX twins,
+    as `galprof scan --runtime onnx` does."""
+    folder = tmp_path / "DCIM"
+    folder.mkdir()
+    shutil.copy(testmedia / "faces/children/hse_family.jpg", folder)
+    r = CliRunner().invoke(cli, ["benchmark", str(folder), "--runtime", "onnx", "--stages",
+                                 "objects,faces", "--skip-latency", "--json"])
+    assert r.exit_code == 0, r.output
+    stages = json.loads(r.stdout)["folder"]["stages"]
+    assert set(stages["objects"]["models"]) == {"yolox_nano_onnx"}
+    assert set(stages["faces"]["models"]) == {"blazeface_full_onnx", "hse_faces_onnx"}
+    assert stages["faces"]["models"]["hse_faces_onnx"]["calls"] >= 4     # a mother, three children
+
+
 def test_benchmark_of_a_folder_without_media_says_so(tmp_path):
     folder = tmp_path / "DCIM"
     folder.mkdir()

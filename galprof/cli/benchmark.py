@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from galprof.cli.common import json_option, library_errors, print_json
+from galprof.cli.common import (json_option, library_errors, models_for_runtime, print_json,
+                                scan_runtime_option)
 from galprof.cli.models import install_missing
 
 
@@ -41,11 +42,12 @@ from galprof.cli.models import install_missing
               help="Scan N times (each into a fresh database; a roll or clip is made "
                    "once) and report the median run with every run's figure and peak "
                    "memory: one device's figures vary from run to run.")
+@scan_runtime_option
 @click.option("--skip-latency", is_flag=True, help="Only the end-to-end scan.")
 @json_option
 @library_errors
 def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, clips,
-              threads, repeat, skip_latency, as_json):
+              threads, repeat, runtime, skip_latency, as_json):
     """Measure the models on this device and a real scan end to end.
 
     Prints, per model, file size and mean ± std latency at 1 thread, at a scan's threads
@@ -59,7 +61,8 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
     median size. With neither, of generated 12 MP JPEGs (objects and scenes), split
     into model calls, decoding (overlapped with inference) and the rest.
     With --repeat N every scan runs N times and the median run is reported beside each
-    run's figure and peak memory. Runs the same on a Raspberry Pi or in Termux.
+    run's figure and peak memory. Runs the same on a Raspberry Pi or in Termux (there with --runtime onnx,
+    as galprof scan).
 
     \b
     Example:
@@ -85,8 +88,9 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
     stages = [] if names.strip() == "none" else [s.strip() for s in names.split(",") if s.strip()]
     # The scan's models before anything is timed, generated or copied (a roll, 4K clips):
     # installed on a terminal as `galprof scan` does, else one line naming what is missing.
+    models = models_for_runtime(None, runtime)
     try:
-        built_stages = build_stages(stages, threads=threads)
+        built_stages = build_stages(stages, threads=threads, models=models)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--stages") from None
     install_missing(built_stages, console, offline=False, quiet=as_json)
@@ -114,7 +118,8 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
                                          min_megapixels=min_megapixels)
             with console.status(f"scanning {roll} media{times}"):
                 measured = bench.repeated(lambda: bench.roll_report(
-                    bench.measured_scan(folder, stages, threads=threads), latency, built),
+                    bench.measured_scan(folder, stages, threads=threads, models=models),
+                    latency, built),
                     repeat, "media_per_s")
             report["roll"] = {**measured, "stage_names": stages}
             if not as_json:
@@ -125,13 +130,15 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
                 with console.status(f"encoding and scanning {spec[0]}{times}"):
                     report["clips"].append(bench.clip_benchmark(spec, Path(tmp), stages,
                                                                 threads=threads,
-                                                                repeat=repeat))
+                                                                repeat=repeat,
+                                                                models=models))
             if not as_json:
                 console.print(bench.render_clips(report["clips"]))
         if path and not roll and not clips:
             with console.status(f"scanning {path}{times}"):
                 report["folder"] = {**bench.repeated(lambda: bench.folder_report(
-                    path, stages, threads=threads, latency=latency), repeat, "media_per_s"),
+                    path, stages, threads=threads, latency=latency, models=models), repeat,
+                    "media_per_s"),
                     "stage_names": stages}
             if not as_json:
                 console.print(bench.render_roll(report["folder"]))
@@ -141,7 +148,8 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
                 bench.generate_photos(folder, photos)
             with console.status(f"scanning{times}"):
                 report["end_to_end"] = bench.repeated(
-                    lambda: bench.end_to_end(folder, stages, threads=threads), repeat,
+                    lambda: bench.end_to_end(folder, stages, threads=threads,
+                                             models=models), repeat,
                     "photos_per_s")
             if not as_json:
                 console.print(bench.render_end_to_end(report["end_to_end"]))

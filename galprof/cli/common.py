@@ -134,6 +134,27 @@ def model_options(f):
     return wrapper
 
 
+# `galprof scan` and `galprof benchmark`: which runtime's files the stages run.
+scan_runtime_option = click.option(
+    "--runtime", type=click.Choice(["tflite", "onnx"]), default="tflite", show_default=True,
+    help="Run the TFLite models, or their ONNX twins (onnxruntime, e.g. on Termux).")
+
+
+def models_for_runtime(models: dict | None, runtime: str) -> dict:
+    """Each role's chosen model (model_options; None: its default) as the twin for
+    `runtime`; with no choices, every role's default."""
+    from galprof.vision import manifest
+
+    models = models or dict.fromkeys(MODEL_OPTIONS.values())
+    if runtime == "tflite":
+        return models
+    chosen = {}
+    for role, model_id in models.items():
+        spec = manifest.get(model_id) if model_id else manifest.default_for(role)
+        chosen[role] = manifest.for_runtime(spec, runtime).id
+    return chosen
+
+
 def err_console():
     from rich.console import Console
     return Console(stderr=True, soft_wrap=True)     # one problem, one line, also when piped

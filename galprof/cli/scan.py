@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from galprof.cli.common import (db_option, err_console, json_option, library_errors,
-                                model_options, print_json, quiet_option, resolve_db, shown,
-                                stage_list_option, threads_option)
+                                model_options, models_for_runtime, print_json, quiet_option,
+                                resolve_db, scan_runtime_option, shown, stage_list_option,
+                                threads_option)
 from galprof.cli.models import install_missing
 
 # Exit status when the scan finished but some files failed for the first time (for cron).
@@ -32,9 +33,7 @@ EXIT_SOME_FAILED = 3
                      "are analysed at once).")
 @stage_list_option
 @model_options
-@click.option("--runtime", type=click.Choice(["tflite", "onnx"]), default="tflite",
-              show_default=True,
-              help="Run the TFLite models, or their ONNX twins (onnxruntime, e.g. on Termux).")
+@scan_runtime_option
 @click.option("--offline", is_flag=True, envvar="GALPROF_OFFLINE", show_envvar=True,
               help="Never download: a missing model is an error naming the command that "
                    "installs it (the default when not on a terminal, e.g. from cron).")
@@ -77,7 +76,7 @@ def scan(paths, db_path, frame_step, max_frames, max_decode_mb, threads, stage_n
         token = read_token(token_file, on_warning=lambda text: console.print(
             f"warning: {shown(text)}", markup=False, highlight=False))
         remote = RemoteSettings(check_url(remote_url), token, ca_file)
-    stages = build_stages(stage_names, threads=threads, models=_for_runtime(models, runtime))
+    stages = build_stages(stage_names, threads=threads, models=models_for_runtime(models, runtime))
     install_missing(stages, console, offline, quiet)
     settings = Settings(stages=stages,
                         frame_step=frame_step, max_frames=max_frames,
@@ -106,19 +105,6 @@ def scan(paths, db_path, frame_step, max_frames, max_decode_mb, threads, stage_n
                if summary.known_failures else ""))
     if summary.failed:
         sys.exit(EXIT_SOME_FAILED)
-
-
-def _for_runtime(models: dict, runtime: str) -> dict:
-    """Each role's chosen model, or its default, as the twin for `runtime`."""
-    from galprof.vision import manifest
-
-    if runtime == "tflite":
-        return models
-    chosen = {}
-    for role, model_id in models.items():
-        spec = manifest.get(model_id) if model_id else manifest.default_for(role)
-        chosen[role] = manifest.for_runtime(spec, runtime).id
-    return chosen
 
 
 def _run_with_bar(store, paths, settings, on_problem, console):

@@ -228,13 +228,14 @@ def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
     import sys
     import tempfile
 
+    from galprof.cli.common import MODEL_OPTIONS
+
     with tempfile.TemporaryDirectory() as tmp:
         db = db or Path(tmp) / "bench.db"
         cmd = [sys.executable, "-m", "galprof", "scan", str(folder), "--db", str(db), "--json",
                "--quiet", "--stages", ",".join(stages) or "none"]
         if threads:
             cmd += ["--threads", str(threads)]
-        from galprof.cli.common import MODEL_OPTIONS
         for option, role in MODEL_OPTIONS.items():
             if (models or {}).get(role):
                 cmd += ["--" + option.replace("_", "-"), models[role]]
@@ -242,14 +243,14 @@ def end_to_end(folder: Path, stages: list[str], threads: int | None = None,
     s = _scan_summary(out)
     media = s["photos"] + s["videos"]
     wall = s["seconds"]
-    models = s["stage_busy_seconds"]
+    busy = s["stage_busy_seconds"]
     return {
         "folder": str(folder), "stages": stages, "media": media, "frames": s["frames"],
         "seconds": wall, "photos_per_s": round(media / wall, 2) if wall else 0.0,
-        "model_seconds": round(models, 3), "stage_seconds": s["stage_seconds"],
+        "model_seconds": round(busy, 3), "stage_seconds": s["stage_seconds"],
         "decode_seconds": s["decode_seconds"],
-        "overhead_seconds": round(max(0.0, wall - models), 3),
-        "outside_models_share": _outside(wall, models),
+        "overhead_seconds": round(max(0.0, wall - busy), 3),
+        "outside_models_share": _outside(wall, busy),
         "peak_rss_mb": round(rss_kb / 1024, 1),
         "failed": s["failed"], "failures": s["failures"],
     }

@@ -61,8 +61,8 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
     median size. With neither, of generated 12 MP JPEGs (objects and scenes), split
     into model calls, decoding (overlapped with inference) and the rest.
     With --repeat N every scan runs N times and the median run is reported beside each
-    run's figure and peak memory. Runs the same on a Raspberry Pi or in Termux (there with --runtime onnx,
-    as galprof scan).
+    run's figure and peak memory. Runs the same on a Raspberry Pi or in Termux (there
+    with --runtime onnx, as galprof scan).
 
     \b
     Example:

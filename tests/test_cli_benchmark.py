@@ -95,6 +95,25 @@ def test_benchmark_runtime_onnx_scans_with_the_onnx_twins(testmedia, tmp_path):
     assert stages["faces"]["models"]["hse_faces_onnx"]["calls"] >= 4     # a mother, three children
 
 
+def test_benchmark_of_a_folder_and_clips_reports_both(testmedia, tmp_path, monkeypatch):
+    """PATH with --clips: the folder's scan and the clips' (PATH is not left out)."""
+    from galprof import bench
+
+    monkeypatch.setattr(bench, "PHONE_CLIPS", (("small H.264 3 s", "libx264", (320, 180), 3,
+                                                1_000_000),))
+    folder = tmp_path / "DCIM"
+    folder.mkdir()
+    shutil.copy(testmedia / "exif/phone/pp_iPhoneSE_cat_brown.jpg", folder)
+    r = CliRunner().invoke(cli, ["benchmark", str(folder), "--clips", "--stages", "scenes",
+                                 "--skip-latency", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["folder"]["media"] == 1 and report["folder"]["folder"] == str(folder)
+    (clip,) = report["clips"]
+    assert clip["name"] == "small H.264 3 s" and clip["frames"] > 1 and clip["real_time"] > 0
+    assert "end_to_end" not in report
+
+
 def test_benchmark_of_a_folder_without_media_says_so(tmp_path):
     folder = tmp_path / "DCIM"
     folder.mkdir()

@@ -134,7 +134,7 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
                                                                 models=models))
             if not as_json:
                 console.print(bench.render_clips(report["clips"]))
-        if path and not roll and not clips:
+        if path and not roll:               # (with --roll, PATH is what the roll is made of)
             with console.status(f"scanning {path}{times}"):
                 report["folder"] = {**bench.repeated(lambda: bench.folder_report(
                     path, stages, threads=threads, latency=latency, models=models), repeat,

@@ -71,6 +71,7 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
         galprof benchmark ~/DCIM --roll 200 --skip-latency --repeat 3
         galprof benchmark --roll 200 --min-megapixels 4 --skip-latency
         galprof benchmark --clips --skip-latency --json
+        galprof benchmark ~/storage/dcim --runtime onnx --skip-latency     # in Termux
     """
     from rich.console import Console
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from galprof.cli.common import (json_option, library_errors, models_for_runtime, print_json,
-                                scan_runtime_option)
+from galprof.cli.common import (json_option, library_errors, models_for_runtime, parse_stages,
+                                print_json, scan_runtime_option)
 from galprof.cli.models import install_missing
 
 
@@ -86,15 +86,12 @@ def benchmark(path, model_ids, runs, stage_names, photos, roll, min_megapixels, 
 
     default = ",".join(default_stages()) if (path or roll or clips) else "objects,scenes"
     names = stage_names if stage_names is not None else default
-    stages = [] if names.strip() == "none" else [s.strip() for s in names.split(",") if s.strip()]
+    stages = parse_stages(names)
     # The scan's models before anything is timed, generated or copied (a roll, 4K clips):
     # installed on a terminal as `galprof scan` does, else one line naming what is missing.
     models = models_for_runtime(None, runtime)
-    try:
-        built_stages = build_stages(stages, threads=threads, models=models)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--stages") from None
-    install_missing(built_stages, console, offline=False, quiet=as_json)
+    install_missing(build_stages(stages, threads=threads, models=models), console,
+                    offline=False, quiet=as_json)
     report: dict = {}
     if not skip_latency:
         if model_ids:

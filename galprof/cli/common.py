@@ -88,15 +88,21 @@ def print_json(data) -> None:
     sys.stdout.write("\n")
 
 
-def _stage_list(ctx, param, value: str) -> list[str]:
+def parse_stages(value: str) -> list[str]:
+    """A --stages value as stage names ('none': no stage); an unknown name is a usage error."""
     from galprof.stages import REGISTRY
 
     names = [] if value.strip().lower() == "none" else [v.strip() for v in value.split(",") if v.strip()]
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise click.BadParameter(f"unknown stage(s) {', '.join(unknown)}; "
-                                 f"choose from {', '.join(REGISTRY)} or 'none'")
+                                 f"choose from {', '.join(REGISTRY)} or 'none'",
+                                 param_hint="'--stages'")
     return names
+
+
+def _stage_list(ctx, param, value: str) -> list[str]:
+    return parse_stages(value)
 
 
 def stage_list_option(f):

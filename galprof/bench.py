@@ -680,12 +680,14 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None,
                     "ms_per_file": round(1000 * d["seconds"] / d["files"], 1) if d["files"] else 0.0}
               for fmt, d in sorted(scan["decode_by_format"].items())}
     copies = (built or {}).get("copies", {})
-    # a roll's copy by its name and the file of yours it was copied from; else your file
-    failures = [{"file": Path(f["path"]).name, "reason": f["reason"],
-                 **({"source": copies[Path(f["path"]).name]}
-                    if Path(f["path"]).name in copies else {})} if built else
-                {"file": f["path"], "reason": f["reason"]}
-                for f in scan.get("failures", [])]
+
+    def failure(f: dict) -> dict:
+        if not built:                    # a folder's own file
+            return {"file": f["path"], "reason": f["reason"]}
+        name = Path(f["path"]).name      # a roll's copy, and the file of yours it copies
+        return {"file": name, "reason": f["reason"],
+                **({"source": copies[name]} if name in copies else {})}
+    failures = [failure(f) for f in scan.get("failures", [])]
     return {"media": media, "photos": scan["photos"], "videos": scan["videos"],
             "frames": scan["frames"], "frames_analysed": frames,
             "failed": scan["failed"], "failures": failures, "seconds": wall,

@@ -179,3 +179,81 @@ def test_graphs_with_size_bound_operators_keep_their_size(shared_models, yolox):
                              any_size=True).any_size
     missing = graph.rewrite(yolox, outputs=["no/such/tensor"])
     assert missing.lifted is not None and missing.any_size is False   # the whole graph
+
+
+# ---------------------------------------------------------------- float depthwise weights
+
+HSE_INT8 = "hse_age_gender_identity_int8.tflite"
+
+
+def depthwise_weight_types(model: bytes) -> list[str]:
+    m = schema.ModelT.InitFromPackedBuf(model, 0)
+    g = m.subgraphs[0]
+    names = graph._op_names(schema, m)
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    return [types[g.tensors[op.inputs[1]].type] for op in g.operators
+            if names[op.opcodeIndex] == "DEPTHWISE_CONV_2D"]
+
+
+def test_hse_depthwise_convs_run_on_float_weights(shared_models):
+    """The dynamic-range HSE file's int8 depthwise weights become the float values they
+    stand for; its other layers keep their int8 weights, and the input and outputs stay."""
+    model = (shared_models / HSE_INT8).read_bytes()
+    assert depthwise_weight_types(model).count("INT8") == 11
+    done = graph.rewrite(model, float_depthwise=True)
+    assert done is not None and done.lifted is None and not done.any_size
+    assert set(depthwise_weight_types(done.model)) == {"FLOAT32"}
+    assert len(done.model) - len(model) < 500_000     # ~4 bytes instead of 1 per dw weight
+    session = TFLiteSession(shared_models / HSE_INT8, 1, float_depthwise=True)
+    plain = TFLiteSession(shared_models / HSE_INT8, 1)
+    assert [o.name for o in session.outputs] == [o.name for o in plain.outputs]
+    int8_weights = [d for d in session._it.get_tensor_details() if d["dtype"] == np.int8]
+    assert int8_weights, "the convolutions' and dense layers' weights stay int8"
+
+
+def test_float_depthwise_leaves_other_graphs_as_they_are(shared_models, yolox):
+    """Full-integer graphs (MobileNetV2: uint8 activations) and float ones have no hybrid
+    depthwise conv: nothing to do."""
+    for name in ("mobilenet_v2_1.0_224_quant.tflite", "face_detection_full_range.tflite"):
+        assert graph.rewrite((shared_models / name).read_bytes(), float_depthwise=True) is None
+    assert graph.rewrite(yolox, float_depthwise=True).model == graph.rewrite(yolox).model
+
+
+def test_faces_with_float_depthwise_weights_keep_the_files_results(shared_models, testmedia):
+    """On real faces the rewritten network gives what the file gives, to within what
+    rounding the depthwise inputs to 8 bits did: the same person, age and gender (and
+    not bit for bit: the rewrite did run)."""
+    from galprof.vision.faces import FaceAnalyzer, FaceDetector
+
+    detector = FaceDetector(threads=1, models_dir=shared_models)
+    rewritten = FaceAnalyzer(threads=1, models_dir=shared_models)
+    assert rewritten.float_depthwise
+    plain = FaceAnalyzer(threads=1, models_dir=shared_models)
+    plain.session = TFLiteSession(shared_models / HSE_INT8, 1)
+    faces = 0
+    for path in [testmedia / "faces/children/hse_family.jpg",
+                 *sorted((testmedia / "faces/facenet").glob("*.jpg"))[:2]]:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        for face in detector.detect(image):
+            crop = rewritten.align(image, face)
+            a, b = rewritten.predict(crop), plain.predict(crop)
+            assert float(a.features @ b.features) > 0.999, path.name
+            assert abs(a.age - b.age) < 1.0, path.name
+            assert abs(a.male_prob - b.male_prob) < 0.02, path.name
+            assert not np.array_equal(a.features, b.features)
+            faces += 1
+    assert faces >= 6       # the family's four and one face a portrait
+
+
+def test_the_rewrite_is_part_of_the_face_models_version(shared_models):
+    """Cached face results are keyed by what computed them: the int8 file run with float
+    depthwise weights is another version than the file run as it is; the ONNX twin and
+    the float32 build have no such rewrite."""
+    from galprof.vision.faces import FaceAnalyzer, FacesStage
+
+    analyzer = FaceAnalyzer(models_dir=shared_models)
+    assert analyzer.version == analyzer.spec.version + "+float-depthwise"
+    assert "+float-depthwise" in FacesStage().version
+    for other in ("hse_faces_f32", "hse_faces_onnx"):
+        assert FaceAnalyzer(other, models_dir=shared_models).version == \
+            FaceAnalyzer(other).spec.version

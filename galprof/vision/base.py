@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from galprof.errors import ModelMismatch
-from galprof.vision import manifest
+from galprof.vision import graph, manifest
 from galprof.vision.runtime import Session, open_session
 
 
@@ -36,7 +36,17 @@ class Model:
 
     @property
     def version(self) -> str:
+        """What a cached result is keyed by: the model file, and a rewrite that changes
+        its outputs (one that keeps them bit for bit, graph.py's others, is not named)."""
+        if self.float_depthwise:
+            return self.spec.version + "+float-depthwise"
         return self.spec.version
+
+    @property
+    def float_depthwise(self) -> bool:
+        """Whether the session runs the model's hybrid depthwise convs on float weights:
+        where the manifest asks for it and the file can be rewritten here."""
+        return self.spec.float_depthwise and self.spec.runtime == "tflite" and graph.available()
 
     def check(self) -> None:
         """Raise ModelMissing / ModelMismatch now if the model's files are not installed
@@ -52,6 +62,7 @@ class Model:
                 self.labels = manifest.labels(self.spec, self.models_dir)
                 session = open_session(path, self.threads,
                                        dynamic_shapes=manifest.dynamic_input(self.spec),
+                                       float_depthwise=self.float_depthwise,
                                        **self._session_options())
                 self._check_contract(session)
                 self.session = session

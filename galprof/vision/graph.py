@@ -92,19 +92,25 @@ class Rewritten:
     any_size: bool                 # its input may be resized (resize_tensor_input)
 
 
-def rewrite(model: bytes, outputs: Sequence[str] = (), any_size: bool = False
-            ) -> Rewritten | None:
+def available() -> bool:
+    """Whether models can be rewritten here (a schema module is installed)."""
+    return _schema() is not None
+
+
+def rewrite(model: bytes, outputs: Sequence[str] = (), any_size: bool = False,
+            float_depthwise: bool = False) -> Rewritten | None:
     """The model with its leading input slices lifted (see LiftedInput); with `outputs`,
     ending at those tensors (what only fed the old outputs dropped: a decode the caller
     does in numpy on the few rows it keeps); with `any_size`, made to take any input
-    size its ops allow (see _size_free). None when there is nothing to do, or no schema
-    module is installed: the model then runs as it is."""
+    size its ops allow (see _size_free); with `float_depthwise`, its hybrid depthwise
+    convolutions made float (see _float_depthwise). None when there is nothing to do, or
+    no schema module is installed: the model then runs as it is."""
     schema = _schema()
     if schema is None:
         return None
     try:
-        if not (outputs or any_size or _starts_with(schema, model,
-                                                    schema.BuiltinOperator.STRIDED_SLICE)):
+        if not (outputs or any_size or float_depthwise or _starts_with(
+                schema, model, schema.BuiltinOperator.STRIDED_SLICE)):
             return None      # most models: decided without unpacking the whole graph
         m = schema.ModelT.InitFromPackedBuf(model, 0)
         if len(m.subgraphs) != 1 or len(m.subgraphs[0].inputs) != 1:
@@ -112,7 +118,8 @@ def rewrite(model: bytes, outputs: Sequence[str] = (), any_size: bool = False
         lifted = _lift(schema, m)
         cut = bool(outputs) and _cut(m, outputs)
         sized = any_size and _size_free(schema, m)
-        if lifted is None and not cut and not sized:
+        floated = float_depthwise and _float_depthwise(schema, m)
+        if lifted is None and not cut and not sized and not floated:
             return None
         import flatbuffers
         builder = flatbuffers.Builder(len(model) + 4096)
@@ -206,6 +213,46 @@ def _cut(m, names: Sequence[str]) -> bool:
 _SIZE_FREE = {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD",
               "CONCATENATION", "DEPTH_TO_SPACE", "LOGISTIC", "RELU", "RELU6", "HARD_SWISH",
               "TANH", "ADD", "MUL", "SUB"}
+
+
+def _float_depthwise(schema, m) -> bool:
+    """Give every hybrid depthwise convolution (float activations, int8 weights: a
+    dynamic-range model's) its weights as the float values they stand for, in place;
+    whether there was one. XNNPACK has no hybrid depthwise kernel, so TFLite ran these
+    on its own kernels, quantising each input first, between XNNPACK partitions that
+    left the RELU6s after them unfused: the HSE network took 17 ms a call at one
+    thread, 13 with float depthwise weights, its outputs nearer the int8 file's than
+    the float32 build's are (docs/devices.md). A MobileNet's depthwise weights are a
+    few tens of thousands of its millions: the HSE model grows by 73 KB."""
+    graph = m.subgraphs[0]
+    op_names = _op_names(schema, m)
+    types = schema.TensorType
+    converted: set[int] = set()          # buffers, which tensors may share
+    for op in graph.operators:
+        if op_names[op.opcodeIndex] != "DEPTHWISE_CONV_2D" or len(op.inputs) < 2:
+            continue
+        source, weights = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+        q, data = weights.quantization, m.buffers[weights.buffer].data
+        if source.type != types.FLOAT32 or weights.type != types.INT8 or data is None \
+                or q is None or q.scale is None or not len(q.scale):
+            continue
+        if weights.buffer in converted:
+            weights.type, weights.quantization = types.FLOAT32, None
+            continue
+        raw = np.asarray(data, np.uint8).view(np.int8).astype(np.float32)
+        raw = raw.reshape([int(d) for d in weights.shape])
+        scale = np.asarray(q.scale, np.float32)
+        zero = np.zeros_like(scale) if q.zeroPoint is None or len(q.zeroPoint) != scale.size \
+            else np.asarray(q.zeroPoint, np.float32)
+        if scale.size > 1:           # per channel, along quantizedDimension
+            where = [1] * raw.ndim
+            where[q.quantizedDimension] = -1
+            scale, zero = scale.reshape(where), zero.reshape(where)
+        real = np.ascontiguousarray((raw - zero) * scale, np.float32)
+        m.buffers[weights.buffer].data = real.reshape(-1).view(np.uint8)
+        weights.type, weights.quantization = types.FLOAT32, None
+        converted.add(weights.buffer)
+    return bool(converted)
 
 
 def _size_free(schema, m) -> bool:

@@ -99,6 +99,7 @@ class ModelSpec(FileSpec):
     label_offset: int = 0
     default: bool = False
     twin_of: str = ""             # the TFLite model id this ONNX file holds the weights of
+    float_depthwise: bool = False  # TFLite runs its hybrid depthwise convs on float weights
     input: dict = field(default_factory=dict)
     output: dict = field(default_factory=dict)
 

@@ -1,4 +1,4 @@
-"""TFLite graphs rewritten in memory for the runtime, with the same outputs.
+"""TFLite graphs rewritten in memory for the runtime, with the same outputs (but one).
 
 Input slices. YOLOX's "Focus" layer starts the graph with four stride-2 STRIDED_SLICEs
 of the input concatenated along the channels (a space-to-depth). XNNPACK does not take
@@ -16,6 +16,11 @@ Any input size. A 16:9 frame letterboxed into YOLOX's 416 x 416 square is 44 % p
 a graph of operators whose outputs follow their inputs' size (convolutions, pooling,
 elementwise ops: _SIZE_FREE) runs as well on 416 x 256, in 0.6 of the time. YOLOX's two
 2x upsamplings name their output size; they are rewritten into operators that do not.
+
+Float depthwise weights. The one rewrite that moves outputs, by rounding only: a
+dynamic-range model's depthwise convolutions run on the float values of their int8
+weights (see _float_depthwise), so that XNNPACK takes them. Models ask for it in the
+manifest (`float_depthwise`), and their results are keyed by it (Model.version).
 
 The model is rewritten through the flatbuffer schema that ai-edge-litert (or TensorFlow)
 ships; without one the model runs as it is.

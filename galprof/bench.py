@@ -86,7 +86,7 @@ def _time_session(path: Path, spec: manifest.ModelSpec, threads: int, runs: int,
                   image: np.ndarray) -> tuple[float, float]:
     # the graph as the model's class runs it: YOLOX ends at its maps (manifest `maps`)
     session = open_session(path, threads, outputs=spec.output.get("maps", ()),
-                           float_depthwise=spec.float_depthwise)
+                           rewrites=spec.rewrites)
     feeds = [model_input(spec, info, image) for info in session.inputs]
     for _ in range(WARMUP_RUNS):
         session.run(feeds)

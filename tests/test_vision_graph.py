@@ -200,11 +200,11 @@ def test_hse_depthwise_convs_run_on_float_weights(shared_models):
     stand for; its other layers keep their int8 weights, and the input and outputs stay."""
     model = (shared_models / HSE_INT8).read_bytes()
     assert depthwise_weight_types(model).count("INT8") == 11
-    done = graph.rewrite(model, float_depthwise=True)
+    done = graph.rewrite(model, rewrites=["float-depthwise"])
     assert done is not None and done.lifted is None and not done.any_size
     assert set(depthwise_weight_types(done.model)) == {"FLOAT32"}
     assert len(done.model) - len(model) < 500_000     # ~4 bytes instead of 1 per dw weight
-    session = TFLiteSession(shared_models / HSE_INT8, 1, float_depthwise=True)
+    session = TFLiteSession(shared_models / HSE_INT8, 1, rewrites=["float-depthwise"])
     plain = TFLiteSession(shared_models / HSE_INT8, 1)
     assert [o.name for o in session.outputs] == [o.name for o in plain.outputs]
     int8_weights = [d for d in session._it.get_tensor_details() if d["dtype"] == np.int8]
@@ -215,8 +215,9 @@ def test_float_depthwise_leaves_other_graphs_as_they_are(shared_models, yolox):
     """Full-integer graphs (MobileNetV2: uint8 activations) and float ones have no hybrid
     depthwise conv: nothing to do."""
     for name in ("mobilenet_v2_1.0_224_quant.tflite", "face_detection_full_range.tflite"):
-        assert graph.rewrite((shared_models / name).read_bytes(), float_depthwise=True) is None
-    assert graph.rewrite(yolox, float_depthwise=True).model == graph.rewrite(yolox).model
+        assert graph.rewrite((shared_models / name).read_bytes(),
+                             rewrites=["float-depthwise"]) is None
+    assert graph.rewrite(yolox, rewrites=["float-depthwise"]).model == graph.rewrite(yolox).model
 
 
 def test_faces_with_float_depthwise_weights_keep_the_files_results(shared_models, testmedia):
@@ -227,7 +228,7 @@ def test_faces_with_float_depthwise_weights_keep_the_files_results(shared_models
 
     detector = FaceDetector(threads=1, models_dir=shared_models)
     rewritten = FaceAnalyzer(threads=1, models_dir=shared_models)
-    assert rewritten.float_depthwise
+    assert rewritten.rewrites == ("float-depthwise",)
     plain = FaceAnalyzer(threads=1, models_dir=shared_models)
     plain.session = TFLiteSession(shared_models / HSE_INT8, 1)
     faces = 0
@@ -257,3 +258,128 @@ def test_the_rewrite_is_part_of_the_face_models_version(shared_models):
     for other in ("hse_faces_f32", "hse_faces_onnx"):
         assert FaceAnalyzer(other, models_dir=shared_models).version == \
             FaceAnalyzer(other).spec.version
+
+
+# ---------------------------------------------------------------- unsigned to signed 8 bits
+
+MOBILENET = "mobilenet_v2_1.0_224_quant.tflite"
+
+
+def tensors_of(model: bytes):
+    m = schema.ModelT.InitFromPackedBuf(model, 0)
+    return m, m.subgraphs[0]
+
+
+def test_a_uint8_graph_runs_on_int8_with_the_files_integers(shared_models):
+    """MobileNetV2's uint8 tensors become int8: activations with their zero points 128
+    lower, weights per channel on the file's own scale with the file's integers wherever
+    a channel fits in +-127 (all but a few); its input and outputs stay uint8, with the
+    file's names, scales and zero points, behind a QUANTIZE at each end."""
+    model = (shared_models / MOBILENET).read_bytes()
+    done = graph.rewrite(model, rewrites=["int8"])
+    assert done is not None and done.lifted is None
+    before, old = tensors_of(model)
+    after, new = tensors_of(done.model)
+    types = schema.TensorType
+    assert {t.type for t in old.tensors} == {types.UINT8, types.INT32}
+    names = graph._op_names(schema, after)
+    ops = [names[op.opcodeIndex] for op in new.operators]
+    assert ops[0] == "QUANTIZE" and ops[-1] == "QUANTIZE" and ops.count("QUANTIZE") == 2
+    for ends in ("inputs", "outputs"):
+        (a,), (b,) = getattr(old, ends), getattr(new, ends)
+        was, now = old.tensors[a], new.tensors[b]
+        assert now.type == types.UINT8 and now.name == was.name
+        assert list(now.quantization.zeroPoint) == list(was.quantization.zeroPoint)
+    same = channels = 0
+    for op_old, op_new in zip([op for op in old.operators], new.operators[1:-1]):
+        name = names[op_new.opcodeIndex]
+        if name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            continue
+        w_old, w_new = old.tensors[op_old.inputs[1]], new.tensors[op_new.inputs[1]]
+        assert w_new.type == types.INT8 and not any(w_new.quantization.zeroPoint)
+        axis = 0 if name == "CONV_2D" else 3
+        shape = [int(d) for d in w_old.shape]
+        steps = np.asarray(before.buffers[w_old.buffer].data, np.int32).reshape(shape) \
+            - int(w_old.quantization.zeroPoint[0])
+        now = np.asarray(after.buffers[w_new.buffer].data, np.uint8).view(np.int8).reshape(shape)
+        scale = np.asarray(w_new.quantization.scale)
+        assert len(scale) == shape[axis]
+        for c in range(shape[axis]):
+            channels += 1
+            if np.array_equal(np.take(steps, c, axis), np.take(now, c, axis)):
+                assert scale[c] == np.float32(w_old.quantization.scale[0])
+                same += 1
+    assert channels == 18057 and same >= 17990
+    activations = [t for t in new.tensors if t.type == types.INT8 and t.buffer
+                   and after.buffers[t.buffer].data is None]
+    assert activations and all(t.quantization.zeroPoint[0] < 128 for t in activations)
+
+
+def test_int8_leaves_graphs_that_are_not_uint8_as_they_are(shared_models, yolox):
+    """A model with float tensors (YOLOX, BlazeFace, the hybrid HSE file, SSD's float
+    post-processing) or already signed (EfficientNet-Lite0 int8) is left alone."""
+    for name in ("face_detection_full_range.tflite", HSE_INT8,
+                 "efficientnet_lite0_int8.tflite", "ssd_mobilenet_v1_coco_quant.tflite"):
+        assert graph.rewrite((shared_models / name).read_bytes(), rewrites=["int8"]) is None
+    assert graph.rewrite(yolox, rewrites=["int8"]).model == graph.rewrite(yolox).model
+    with pytest.raises(ValueError, match="no such rewrite"):
+        graph.rewrite(yolox, rewrites=["fp16"])
+
+
+def test_scenes_on_int8_keep_the_files_results(shared_models, testmedia):
+    """On real photos the rewritten classifier gives what the file gives, about as
+    closely as the file run on TFLite's own kernels instead of XNNPACK's does (those
+    round differently too): the same top class on most, the same photo features
+    (cosine), and not bit for bit (the rewrite did run)."""
+    from ai_edge_litert.interpreter import OpResolverType
+
+    from galprof.vision.scenes import SceneClassifier
+
+    rewritten = SceneClassifier(threads=1, models_dir=shared_models)
+    assert rewritten.rewrites == ("int8",)
+    rewritten.load()
+    plain = SceneClassifier(threads=1, models_dir=shared_models).load()
+    plain.session = TFLiteSession(shared_models / MOBILENET, 1,
+                                  extra_outputs=[plain.feature_tensor])
+    builtin = _tflite_interpreter_class()(
+        model_path=str(shared_models / MOBILENET), num_threads=1,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    builtin.allocate_tensors()
+    photos = sorted((testmedia / "scenes").rglob("*.jpg"))
+    assert len(photos) >= 30
+    moved, kernels, same_top, cosines = [], [], 0, []
+    for path in photos:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        a, b = rewritten.analyse(image), plain.analyse(image)
+        feed = rewritten.cropped(image)[None]
+        builtin.set_tensor(builtin.get_input_details()[0]["index"], feed)
+        builtin.invoke()
+        out = builtin.get_output_details()[0]
+        scale, zero = out["quantization"]
+        other = (builtin.get_tensor(out["index"]).reshape(-1).astype(np.float32) - zero) * scale
+        moved.append(np.abs(a.probabilities - b.probabilities).sum())
+        kernels.append(np.abs(other[1:] - b.probabilities).sum())
+        same_top += int(a.probabilities.argmax() == b.probabilities.argmax())
+        cosines.append(float(a.features @ b.features)
+                       / float(np.linalg.norm(a.features) * np.linalg.norm(b.features)))
+    assert np.mean(moved) < 1.5 * np.mean(kernels), (np.mean(moved), np.mean(kernels))
+    assert same_top >= 0.8 * len(photos)
+    assert min(cosines) > 0.97
+    assert max(moved) > 0
+
+
+def test_the_int8_rewrite_is_part_of_the_scene_models_version(shared_models):
+    from galprof.vision.scenes import SceneClassifier
+
+    assert SceneClassifier(models_dir=shared_models).version.endswith("@" + SceneClassifier(
+        models_dir=shared_models).spec.sha256[:12] + "+int8")
+    for other in ("efficientnet_lite0", "mobilenet_v2_onnx"):
+        model = SceneClassifier(other, models_dir=shared_models)
+        assert model.version == model.spec.version
+
+
+def test_the_manifests_rewrites_are_known():
+    from galprof.vision import manifest
+
+    asked = {name for spec in manifest.models().values() for name in spec.rewrites}
+    assert asked == set(graph.ROUNDING)

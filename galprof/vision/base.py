@@ -36,17 +36,17 @@ class Model:
 
     @property
     def version(self) -> str:
-        """What a cached result is keyed by: the model file, and a rewrite that changes
-        its outputs (one that keeps them bit for bit, graph.py's others, is not named)."""
-        if self.float_depthwise:
-            return self.spec.version + "+float-depthwise"
-        return self.spec.version
+        """What a cached result is keyed by: the model file, and the rewrites that move
+        its outputs (those that keep them bit for bit, graph.py's others, are not named)."""
+        return self.spec.version + "".join(f"+{name}" for name in self.rewrites)
 
     @property
-    def float_depthwise(self) -> bool:
-        """Whether the session runs the model's hybrid depthwise convs on float weights:
-        where the manifest asks for it and the file can be rewritten here."""
-        return self.spec.float_depthwise and self.spec.runtime == "tflite" and graph.available()
+    def rewrites(self) -> tuple[str, ...]:
+        """The rewrites that move outputs (graph.ROUNDING) the session runs the model
+        with: those the manifest asks for, where the file can be rewritten here."""
+        if self.spec.runtime == "tflite" and graph.available():
+            return self.spec.rewrites
+        return ()
 
     def check(self) -> None:
         """Raise ModelMissing / ModelMismatch now if the model's files are not installed
@@ -62,7 +62,7 @@ class Model:
                 self.labels = manifest.labels(self.spec, self.models_dir)
                 session = open_session(path, self.threads,
                                        dynamic_shapes=manifest.dynamic_input(self.spec),
-                                       float_depthwise=self.float_depthwise,
+                                       rewrites=self.rewrites,
                                        **self._session_options())
                 self._check_contract(session)
                 self.session = session

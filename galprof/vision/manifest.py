@@ -99,7 +99,7 @@ class ModelSpec(FileSpec):
     label_offset: int = 0
     default: bool = False
     twin_of: str = ""             # the TFLite model id this ONNX file holds the weights of
-    float_depthwise: bool = False  # TFLite runs its hybrid depthwise convs on float weights
+    rewrites: tuple[str, ...] = ()  # graph.ROUNDING's rewrites TFLite runs the file with
     input: dict = field(default_factory=dict)
     output: dict = field(default_factory=dict)
 
@@ -116,6 +116,8 @@ class ModelSpec(FileSpec):
 def _parse(cls, owner: str, entry: dict, **extra):
     entry = dict(entry)
     sources = tuple(Source.parse(owner, s) for s in entry.pop("sources", ()))
+    if "rewrites" in entry:
+        entry["rewrites"] = tuple(entry["rewrites"])
     return cls(sources=sources, **entry, **extra)
 
 

@@ -118,12 +118,12 @@ def _first_allocation_silenced():
 class TFLiteSession:
     def __init__(self, path: Path, threads: int, extra_outputs: Sequence[str] = (),
                  outputs: Sequence[str] = (), any_size: bool = False,
-                 float_depthwise: bool = False):
+                 rewrites: Sequence[str] = ()):
         interpreter_class = _tflite_interpreter_class()
         model = {"model_path": str(path)}
         # Input slices XNNPACK cannot run (YOLOX's Focus) are done in numpy, the graph
         # ends at `outputs` when asked and takes any input size when it can (graph.py).
-        rewritten = graph.rewrite(path.read_bytes(), outputs, any_size, float_depthwise)
+        rewritten = graph.rewrite(path.read_bytes(), outputs, any_size, rewrites)
         self.lifted, self.any_size = None, False
         if rewritten is not None:
             model, self.lifted = {"model_content": rewritten.model}, rewritten.lifted
@@ -242,7 +242,7 @@ def runs_on_tflite(file: str | os.PathLike) -> bool:
 def open_session(path: Path, threads: int | None = None,
                  extra_outputs: Sequence[str] = (), dynamic_shapes: bool = False,
                  outputs: Sequence[str] = (), any_size: bool = False,
-                 float_depthwise: bool = False) -> Session:
+                 rewrites: Sequence[str] = ()) -> Session:
     """A session for a model file, chosen by its suffix.
 
     extra_outputs: names of intermediate tensors to return from `run` beside the
@@ -251,10 +251,10 @@ def open_session(path: Path, threads: int | None = None,
     outputs, any_size (TFLite): end the graph at these tensors, which become
     `session.outputs`, and let it take inputs smaller than declared, when the graph
     allows (graph.rewrite; `session.outputs` and `session.any_size` say what was done).
-    float_depthwise (TFLite): run hybrid depthwise convolutions on float weights
-    (graph.rewrite; ModelSpec.float_depthwise).
+    rewrites (TFLite): those of graph.ROUNDING to run the model with, which move its
+    outputs by rounding (ModelSpec.rewrites).
     """
     threads = threads or default_threads()
     if not runs_on_tflite(path):
         return OnnxSession(path, threads, extra_outputs, dynamic_shapes)
-    return TFLiteSession(path, threads, extra_outputs, outputs, any_size, float_depthwise)
+    return TFLiteSession(path, threads, extra_outputs, outputs, any_size, rewrites)

@@ -77,7 +77,8 @@ class SceneClassifier(Model):
                 names = manifest.labels(self.spec, self.models_dir)
                 self.labels = [canonical_label(x) for x in names]
                 extra = [self.feature_tensor] if self.feature_tensor else []
-                session = open_session(path, self.threads, extra_outputs=extra)
+                session = open_session(path, self.threads, extra_outputs=extra,
+                                       rewrites=self.rewrites)
                 self._check_contract(session)
                 self.session = session
         return self

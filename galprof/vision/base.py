@@ -59,7 +59,7 @@ class Model:
         with self._lock:
             if self.session is None:
                 path = manifest.locate(self.spec, self.models_dir)
-                self.labels = manifest.labels(self.spec, self.models_dir)
+                self.labels = self._read_labels()
                 session = open_session(path, self.threads,
                                        dynamic_shapes=manifest.dynamic_input(self.spec),
                                        rewrites=self.rewrites,
@@ -69,8 +69,13 @@ class Model:
         return self
 
     def _session_options(self) -> dict:
-        """More open_session arguments (outputs, any_size) a model class asks for."""
+        """More open_session arguments (outputs, any_size, extra_outputs) a model class
+        asks for."""
         return {}
+
+    def _read_labels(self) -> list[str]:
+        """The class names, as the manifest's label file gives them."""
+        return manifest.labels(self.spec, self.models_dir)
 
     def _check_contract(self, session: Session) -> None:
         """Refuse a graph that does not match the manifest's declared input/output shapes."""

@@ -289,20 +289,22 @@ def _int8(schema, m) -> bool:
             if list(q.zeroPoint) != [0] or abs(float(q.scale[0]) * 256 - 1) > 1e-6:
                 return False
         if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            if len(op.inputs) < 3 or op.inputs[2] < 0 or op.inputs[1] in weights:
+            if len(op.inputs) < 3 or op.inputs[2] < 0:
+                return False
+            w, b = tensors[op.inputs[1]], tensors[op.inputs[2]]
+            if w.type != types.UINT8 or m.buffers[w.buffer].data is None \
+                    or b.type != types.INT32:
                 return False
             weights[op.inputs[1]] = (0 if name == "CONV_2D" else 3, op.inputs[0], op.inputs[2])
     for t in tensors:
         q = t.quantization
         if t.type == types.UINT8 and (q is None or q.scale is None or len(q.scale) != 1):
             return False
-    constants = [tensors[i].buffer for w, (_, _, b) in weights.items() for i in (w, b)]
+    constants = [tensors[i].buffer for op in graph.operators
+                 if op_names[op.opcodeIndex] in ("CONV_2D", "DEPTHWISE_CONV_2D")
+                 for i in op.inputs[1:3]]
     if len(set(constants)) != len(constants):      # each rescaled once, for its own op
         return False
-    for index, (_, _, bias_index) in weights.items():
-        w, b = tensors[index], tensors[bias_index]
-        if w.type != types.UINT8 or m.buffers[w.buffer].data is None or b.type != types.INT32:
-            return False
     for index, (axis, source, bias_index) in weights.items():
         w, b = tensors[index], tensors[bias_index]
         q, bq = w.quantization, b.quantization

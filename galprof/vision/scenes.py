@@ -27,9 +27,8 @@ from PIL import Image
 from galprof.payloads import SceneLabel, ScenesPayload
 from galprof.stages import Frame
 from galprof.taxonomy.labels import canonical_label
-from galprof.vision import manifest, transforms
+from galprof.vision import transforms
 from galprof.vision.base import Model
-from galprof.vision.runtime import open_session
 
 # How a photo becomes the model's square input (the default was measured best):
 #   "center":  shorter side to the input size, then the central square;
@@ -69,19 +68,12 @@ class SceneClassifier(Model):
         self.normalise = self.spec.input.get("normalise", "raw")
         self.feature_tensor = self.spec.output.get("features", "")
 
-    def load(self) -> "SceneClassifier":
-        """Like Model.load, but also asks the runtime for the feature tensor."""
-        with self._lock:
-            if self.session is None:
-                path = manifest.locate(self.spec, self.models_dir)
-                names = manifest.labels(self.spec, self.models_dir)
-                self.labels = [canonical_label(x) for x in names]
-                extra = [self.feature_tensor] if self.feature_tensor else []
-                session = open_session(path, self.threads, extra_outputs=extra,
-                                       rewrites=self.rewrites)
-                self._check_contract(session)
-                self.session = session
-        return self
+    def _session_options(self) -> dict:
+        """The runtime returns the feature tensor too."""
+        return {"extra_outputs": [self.feature_tensor] if self.feature_tensor else []}
+
+    def _read_labels(self) -> list[str]:
+        return [canonical_label(x) for x in super()._read_labels()]
 
     def cropped(self, image: np.ndarray | Image.Image) -> np.ndarray:
         """The model-size uint8 RGB picture of an image or its PIL picture (see

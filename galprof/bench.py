@@ -507,13 +507,19 @@ def _timed_scan(argv: list[str] | None) -> None:
     read_media = frames_mod.read_media
     formats = {os.fspath(item.path): item.format for item in walk([Path(args["folder"])]).items}
 
+    read_before: set[str] = set()            # a file read again by the late pass
+
     def timed_read(path, kind, *a, **k):
         started = time.perf_counter()
         digest, decoded = read_media(path, kind, *a, **k)
         fmt = formats.get(os.fspath(path)) or "other"
         fmt = "video" if kind == "video" else _DECODE_CLASS.get(fmt, fmt.lower())
-        entry = decode.setdefault(fmt, [0.0, 0, 0, 0, 0])
+        entry = decode.setdefault(fmt, [0.0, 0, 0, 0, 0, 0])
         entry[0] += time.perf_counter() - started
+        if os.fspath(path) in read_before:
+            entry[5] += 1
+            return digest, decoded
+        read_before.add(os.fspath(path))
         entry[1] += 1
         entry[2] += len(decoded.frames)
         entry[3] += sum(getattr(f, "same_as", None) is not None for f in decoded.frames)
@@ -586,7 +592,7 @@ def _timed_scan(argv: list[str] | None) -> None:
     out["model_busy_seconds"] = round(models_busy.seconds, 4)
     out["stage_models"] = {s.name: [m.spec.id for m in _models_of(s)] for s in stages}
     out["decode_by_format"] = {k: {"seconds": round(v[0], 4), "files": v[1], "frames": v[2],
-                                   "repeats": v[3], "previews": v[4]}
+                                   "repeats": v[3], "previews": v[4], "read_again": v[5]}
                                for k, v in decode.items()}
     out["enlarged"] = {name: {"seconds": round(v[0], 4), "count": v[1]}
                        for name, v in enlarged.items()}
@@ -678,8 +684,10 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None,
     alone_seconds = sum(alone.values()) / analysing_threads()
     decode = {fmt: {"files": d["files"], "frames": d["frames"],
                     "repeats": d.get("repeats", 0), "previews": d.get("previews", 0),
-                    "ms_per_file": round(1000 * d["seconds"] / d["files"], 1) if d["files"] else 0.0}
-              for fmt, d in sorted(scan["decode_by_format"].items())}
+                    "read_again": d.get("read_again", 0),
+                    "ms_per_read": round(1000 * d["seconds"] / reads, 1) if reads else 0.0}
+              for fmt, d in sorted(scan["decode_by_format"].items())
+              for reads in [d["files"] + d.get("read_again", 0)]}
     copies = (built or {}).get("copies", {})
 
     def failure(f: dict) -> dict:
@@ -705,6 +713,8 @@ def roll_report(scan: dict, latency: dict[str, float] | None = None,
             "decode_seconds": round(scan["decode_seconds"], 3),
             "waited_for_decode_seconds": scan.get("waited_for_decode_seconds"),
             "enlarged": enlarged,
+            "late_pass": {"items": scan.get("late_items", 0),
+                          "seconds": scan.get("late_seconds", 0.0)},
             **({"text": _text_report(scan["text"])} if "text" in scan else {}),
             "cpu_seconds": scan["cpu_seconds"],
             "cpu_ms_per_media": round(1000 * scan["cpu_seconds"] / media, 1) if media else 0.0,
@@ -941,7 +951,9 @@ def render_roll(result: dict):
         rows.append((name, f"{s['ms_per_frame']:.1f} ms/frame, models {s['model_ms_per_frame']:.1f} "
                            f"(x{s['stage_over_model'] or 0:.2f}{extra}): {models}"))
     rows.append(("decode", "; ".join(
-        f"{fmt} {d['files']} files {d['ms_per_file']:.0f} ms each"
+        f"{fmt} {d['files']} files"
+        + (f" ({d['read_again']} read again by the late pass)" if d["read_again"] else "")
+        + f" {d['ms_per_read']:.0f} ms a read"
         + (f", {d['previews']} from previews" if d["previews"] else "")
         for fmt, d in result["decode"].items())))
     if "text" in result:
@@ -954,6 +966,10 @@ def render_roll(result: dict):
         rows.append(("full pictures on demand", f"{result['enlarged']['count']} in "
                                                 f"{result['enlarged']['seconds']:.2f} s "
                                                 "(decode threads)"))
+    if result["late_pass"]["items"]:
+        rows.append(("late pass", f"{result['late_pass']['items']} media read again for the "
+                                  f"text detector, with the other models let go, in "
+                                  f"{result['late_pass']['seconds']:.1f} s"))
     if "models_alone" in result:
         alone = result["models_alone"]
         rows.append(("models alone", f"at most {alone['media_per_s']:.2f} media/s: the scan's "

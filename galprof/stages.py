@@ -140,6 +140,16 @@ class FullPictureNeeded(Exception):
         self.frame = frame
 
 
+class ModelsDeferred(Exception):
+    """A stage with `defer_models` set found an item that needs its costly models: the
+    pipeline runs the stage on the item again in its late pass, when the other stages'
+    models and frames are gone, so that their memory and the late models' are never
+    needed at once."""
+
+    def __init__(self):
+        super().__init__("the stage's models run in the late pass")
+
+
 class Stage(Protocol):
     name: str                   # "objects", "scenes", "faces", ...: the results key
     requires: tuple[str, ...]   # names of stages whose payloads `run` needs
@@ -158,6 +168,11 @@ class Stage(Protocol):
 
     # Optional: `unload()` lets go of the models once a run's per-item work is done (the
     # next `load()` opens them again).
+    # Optional: `defer_models` (an attribute the pipeline sets): while true, `run` raises
+    # ModelsDeferred where it would call models whose working memory is large and that
+    # few items need (the text detector: ~140 MB for a call, on about 1 photo in 6), and
+    # `load` loads none of them. Such a stage also has `threads` (its model calls', from
+    # the next load), which the late pass raises to the cores two analyses shared.
     # Optional: `prepare(frames)`, called in a decode thread before `run`, makes the
     # stage's model inputs from the pixels (resizing, cropping) and keeps them with
     # Frame.cached, so that the inference thread only runs the models. Pure pixel work,

@@ -77,6 +77,9 @@ def test_benchmark_of_a_folder_measures_what_galprof_scan_does_there(testmedia, 
     assert {fmt: d["files"] for fmt, d in scan["decode"].items()} == \
         {"jpeg": 1, "heic": 1, "video": 1}
     assert scan["decode"]["heic"]["previews"] == 1 and scan["frames"] > 3
+    # the iPhone's HEIC reaches the text detector: read again by the late pass
+    assert scan["late_pass"]["items"] == scan["text"]["detected"] == \
+        scan["decode"]["heic"]["read_again"] == 1
     assert scan["media_per_s"] > 0 and scan["peak_rss_mb"] > 10
 
 

@@ -247,7 +247,7 @@ def _load(data: bytes, long_side: int, name, max_bytes: int = MAX_DECODE_BYTES,
                 img.info = info
             else:
                 img.load()
-        _release_freed_memory()
+        release_freed_memory()
     return img, size, False
 
 
@@ -265,7 +265,7 @@ def _heic_preview(img: Image.Image, long_side: int) -> bool:
         return False       # an unreadable preview: decode the picture itself
 
 
-def _release_freed_memory() -> None:
+def release_freed_memory() -> None:
     """Give freed heap back to the system: glibc keeps it per thread otherwise, and a few
     full-size decodes in two threads would hold ~100 MB each for the rest of the scan."""
     if _LIBC is not None:
@@ -421,7 +421,7 @@ def decode_video(source: BinaryIO | os.PathLike | str, long_side: int, frame_ste
         with contextlib.nullcontext() if small else _FULL_SIZE_DECODES:
             decoded = _decode_stream(container, stream, name, long_side, frame_step,
                                      max_frames, repeats, on_frame)
-    _release_freed_memory()
+    release_freed_memory()
     return decoded
 
 

@@ -89,10 +89,15 @@ class Analyses:
             stage.load()
             self._loaded.add(stage.name)
 
-    @property
-    def loaded(self) -> set[str]:
-        """Names of the stages loaded so far."""
-        return self._loaded
+    def unload(self, stage: Stage) -> None:
+        """Let go of the stage's models if it has been loaded (Stage.unload, where it has
+        one); the next load opens them again."""
+        with self._lock(stage):
+            if stage.name in self._loaded:
+                self._loaded.discard(stage.name)
+                unload = getattr(stage, "unload", None)
+                if unload is not None:
+                    unload()
 
     def offer(self, frames: list[Frame], stages: list[Stage]) -> None:
         """Decode thread: the analyses of these frames (the stages an item lacks)."""

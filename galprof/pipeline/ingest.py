@@ -5,7 +5,11 @@ on this thread, stage by stage in dependency order, after their per-frame analys
 items decoded ahead, which a helper thread and this one run two at a time
 (pipeline/analysis.py). A HEIC read from its preview whose
 stage wants the full picture goes back to the decode threads for it and its remaining
-stages run when it is back: full decodes never hold up inference. Items are finished in
+stages run when it is back: full decodes never hold up inference. A stage whose models
+need much memory and few items (the text detector) defers them (ModelsDeferred) on items
+that run other stages: those items are read again in a late pass, once every item is
+through the other stages and their models are let go, and recorded then, so that the
+peak holds only one of the two. Items are finished in
 the order their decodes end, first come first: one ready behind a decode still running
 (a video, a full picture) goes before it. Results are committed
 in small batches (every COMMIT_EVERY_ITEMS items or COMMIT_EVERY_SECONDS), so a run
@@ -31,7 +35,8 @@ from galprof.gallery import frames as frames_mod
 from galprof.pipeline.analysis import Analyses
 from galprof.pipeline.changes import Cache, Work
 from galprof.pipeline.settings import Settings, Summary
-from galprof.stages import PICTURE, Frame, FullPictureNeeded, Stage, analysing_threads
+from galprof.stages import (PICTURE, Frame, FullPictureNeeded, ModelsDeferred, Stage,
+                            analysing_threads)
 from galprof.store.db import now
 from galprof.vision import runtime
 
@@ -45,6 +50,10 @@ DEFAULT_LONG_SIDE = 512
 # and inputs at analysis size are ~5 MB. On the roll of 200, 4 ahead against 8: the same
 # media/s (4.0-4.5 against 4.0-4.5), peak memory 316-328 MB against 358-360.
 DECODE_AHEAD = 4
+# Items decoded ahead in the late pass: one overlaps most decodes with the text detector's
+# calls (~200-300 ms). Two were 3 % faster on the roll of 200 for 10 MB more at the peak,
+# which the late pass is there to lower.
+LATE_DECODE_AHEAD = 1
 # How often the inference thread, waiting for decodes, looks for analyses to run (a video's
 # frames are offered as they are decoded).
 ANALYSIS_POLL_SECONDS = 0.02
@@ -110,10 +119,11 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
     streaks = _Streaks()
     analyses = Analyses(analysing_threads(settings.analyses_at_once) - 1, summary.stage_seconds)
 
-    def read(w: Work):
+    def read(w: Work, first: "_Item | None" = None):
         """Worker thread: hash and decode one file (pixels only when a stage needs them),
         make the stages' inputs and offer the frames' analyses; a video's frames as they
-        are decoded."""
+        are decoded. `first`: the item as the main pass left it, for the late pass (its
+        stages to run, if the bytes are still the ones it hashed)."""
         started = time.perf_counter()
         if w.found.kind is None:
             raise MediaError(w.found.path, "not a recognised photo or video (unknown file "
@@ -122,6 +132,8 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
         offered: list[Frame] = []
 
         def needs_pixels(digest: str) -> bool:
+            if first is not None and digest != first.digest:
+                return False           # changed since the main pass read it
             # With no stages the pixels are still decoded: that is how a scan without
             # models checks that every file can be read.
             todo[:] = cache.todo(digest, w.found.kind)
@@ -151,10 +163,23 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
             # a photo (a video's frames were offered as they decoded)
             _prepare(todo, decoded.frames, keep_picture=True)
             analyses.offer(decoded.frames, todo)
-        return _Item(digest, decoded, time.perf_counter() - started)
+        if first is not None:
+            # The same frames as in the main pass, and the full picture a preview stands
+            # for now, in this thread: what the late stage (reading a document) asks for.
+            for frame in decoded.frames:
+                if frame.enlarge is not None:
+                    try:
+                        frame.decode_larger()
+                    except Exception:
+                        pass           # kept on the frame: the asking stage's failure
+        item = _Item(digest, decoded, time.perf_counter() - started)
+        if first is not None:
+            item.resume(first)
+        return item
 
     if work:
-        _load_first_tflite_stage(stages, analyses)
+        _load_first_tflite_stage([s for s in stages if any(s in w.todo for w in work)],
+                                 analyses)
     if on_progress:
         on_progress(0, len(work))
     workers = max(1, settings.decode_workers)
@@ -173,16 +198,17 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
         # The models' memory (~85 MB for the default three stages) is not needed by the
         # gallery passes, which load their own data (the places pass ~100 MB).
         for stage in stages:
-            unload = getattr(stage, "unload", None)
-            if stage.name in analyses.loaded and unload is not None:
-                unload()
+            analyses.unload(stage)
+            if hasattr(stage, "defer_models"):
+                stage.defer_models = False
 
 
 def _load_first_tflite_stage(stages: list[Stage], analyses: Analyses) -> None:
-    """Load, before the threads start, the first stage whose model runs on TFLite: the
-    process's first TFLite model points fd 2 at /dev/null for a moment (vision/runtime.py),
-    which would also swallow a line printed meanwhile by this thread (a bad file's error).
-    A failure is the stage's to report when it runs."""
+    """Load, before the threads start, the first of these stages (those the work needs)
+    whose model runs on TFLite: the process's first TFLite model points fd 2 at
+    /dev/null for a moment (vision/runtime.py), which would also swallow a line printed
+    meanwhile by this thread (a bad file's error). A failure is the stage's to report
+    when it runs."""
     for stage in stages:
         specs = getattr(stage, "models", list)()
         if any(runtime.runs_on_tflite(spec.file) for spec in specs):
@@ -199,11 +225,26 @@ class _Item:
     when the first runs; an item waiting for a full picture (FullPictureNeeded) keeps it,
     with the failures so far, and goes back to the decode threads."""
     digest: str
-    decoded: frames_mod.Decoded
+    decoded: frames_mod.Decoded | None   # None: let go until the late pass reads it again
     seconds: float                       # decoding, in a decode thread
     todo: list[Stage] | None = None
     failures: list[str] = field(default_factory=list)
     waits_for: Frame | None = None
+    deferring: list[Stage] = field(default_factory=list)   # stages to defer models of
+    late: bool = False                   # waits for the late pass
+    changed: bool = False                # read again by the late pass: not the same bytes
+    frame_rows: list[tuple] | None = None   # the main pass's, kept through the late one
+
+    def defer_to_late_pass(self, stage: Stage) -> None:
+        """The stage deferred its models: keep what the late pass needs, not the pixels."""
+        self.todo.insert(0, stage)
+        self.frame_rows = _frame_rows(self.decoded.frames)
+        self.decoded, self.late, self.deferring = None, True, []
+
+    def resume(self, first: "_Item") -> None:
+        """Late pass, read again: carry on where the main pass stopped."""
+        self.changed = self.digest != first.digest
+        self.todo, self.failures, self.frame_rows = first.todo, first.failures, first.frame_rows
 
     def decode_full_picture(self) -> "_Item":
         """Decode thread: the full picture the waiting stage asked for (a failure is kept
@@ -240,37 +281,65 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
     total = len(work)
     with _Batch(store) as batch, ThreadPoolExecutor(max_workers=workers) as pool:
         queue: deque = deque()
-        waiting = deque(work)
+        waiting = deque((w, None) for w in work)     # (work, the main pass's item)
+        late: list[tuple[Work, _Item]] = []
+        ahead = DECODE_AHEAD
+        threads: dict[Stage, int | None] = {}    # the late stages' own, while changed
+        late_started = None
 
         def refill(video_busy: bool) -> None:
             # Keep a few decodes in flight so that inference never waits for the disk, but
             # the frames of one video alive at a time (40 sampled frames at analysis size
             # are ~100 MB): a video waits to be read until the one before is finished.
-            while waiting and len(queue) < DECODE_AHEAD:
-                if waiting[0].found.kind == "video" and (
+            while waiting and len(queue) < ahead:
+                if waiting[0][0].found.kind == "video" and (
                         video_busy or any(q.found.kind == "video" for q, _ in queue)):
                     return
-                w = waiting.popleft()
-                queue.append((w, pool.submit(read, w)))
+                w, first = waiting.popleft()
+                queue.append((w, pool.submit(read, w, first)))
 
         def finish(entry) -> bool:
             """Finish one item whose decode is done; False when it went back to the
-            decode threads for its full picture."""
+            decode threads for its full picture or waits for the late pass."""
             w, future = entry
             refill(w.found.kind == "video")
             waiting_item = _finish(store, w, future, settings, summary, problem, cache,
                                    streaks, analyses)
-            if waiting_item is not None:
+            if waiting_item is None:
+                return True
+            if waiting_item.late:
+                late.append((w, waiting_item))
+                batch.tick()                  # its results so far
+            else:
                 # A full HEIC decode (~150 ms) in a decode thread, while this thread
                 # analyses the items read ahead; the item is finished when it is back.
                 queue.append((w, pool.submit(waiting_item.decode_full_picture)))
-                return False
-            return True
+            return False
+
+        def start_late_pass() -> None:
+            """Every item is through the main pass: let go of the models loaded (the late
+            stages load theirs again, deferring nothing) and read the deferred items."""
+            for stage in settings.stages:
+                analyses.unload(stage)
+            frames_mod.release_freed_memory()      # what they held (30-55 MB)
+            # one model call at a time now: it gets the cores two analyses shared
+            for stage in {s for _, item in late for s in item.todo
+                          if hasattr(s, "defer_models") and s.threads}:
+                threads[stage] = stage.threads
+                stage.threads *= analysing_threads(settings.analyses_at_once)
+            nonlocal ahead, late_started
+            ahead, late_started = LATE_DECODE_AHEAD, time.perf_counter()
+            summary.late_items += len(late)
+            waiting.extend(late)
+            late.clear()
+            refill(False)
 
         refill(False)
         done = 0
         try:
-            while queue:
+            while queue or late:
+                if not queue:
+                    start_late_pass()
                 # The first item whose decode is done, in line order: while the first
                 # still decodes (a video, a full HEIC picture), one behind it that is
                 # ready goes first, so that inference does not wait for one long decode.
@@ -295,6 +364,10 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
         finally:
             for _, future in queue:
                 future.cancel()
+            for stage, n in threads.items():
+                stage.threads = n
+            if late_started is not None:
+                summary.late_seconds = round(time.perf_counter() - late_started, 3)
 
 
 def _base_row(w: Work) -> dict:
@@ -326,6 +399,10 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
         _read_failed(store, w, base, f"cannot decode this file (the decoder failed: "
                                      f"{type(e).__name__}: {_one_line(e)})", problem)
         return None
+    if item.changed:
+        problem(path, "read", "warning", "the file changed while it was being scanned; "
+                                         "the next scan reads it again")
+        return None
     digest, decoded, failures = item.digest, item.decoded, item.failures
     notes = list(decoded.warnings)
     if decoded.frames:
@@ -333,10 +410,13 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
         upstream = {name: r.payload for name, r in have.items() if r.error is None}
         if item.todo is None:
             item.todo = cache.todo(digest, w.found.kind)
-            for frame in decoded.frames:
-                frame.defer_enlarge = True
+            item.deferring = _deferring(item.todo)
+        for frame in decoded.frames:
+            frame.defer_enlarge = True
         while item.todo:
             stage = item.todo.pop(0)
+            if hasattr(stage, "defer_models"):
+                stage.defer_models = stage in item.deferring
             analyses.load(stage)
             version = settings.version_of(stage, w.found.kind)
             missing = [d for d in stage.requires if upstream.get(d) is None]
@@ -351,6 +431,10 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
             except FullPictureNeeded as e:
                 item.todo.insert(0, stage)
                 item.waits_for = e.frame
+                return item
+            except ModelsDeferred:
+                analyses.discard(decoded.frames)
+                item.defer_to_late_pass(stage)
                 return item
             except Exception as e:
                 reason = f"stage {stage.name} failed: {type(e).__name__}: {_one_line(e)}"
@@ -376,9 +460,20 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
            "error": "; ".join(failures + notes) or None}
     media_id = store.media.save(w.media_id, row)
     if decoded.frames:
-        store.media.replace_frames(media_id, [(fr.index, fr.timestamp, fr.image.shape[1],
-                                               fr.image.shape[0]) for fr in decoded.frames])
+        store.media.replace_frames(media_id, item.frame_rows or _frame_rows(decoded.frames))
     return None
+
+
+def _frame_rows(frames: list[Frame]) -> list[tuple]:
+    return [(fr.index, fr.timestamp, fr.image.shape[1], fr.image.shape[0]) for fr in frames]
+
+
+def _deferring(todo: list[Stage]) -> list[Stage]:
+    """The stages of an item's to-do list that defer their models to the late pass: all
+    that can, when the item runs any other stage (whose models and frames are what the
+    late pass lets go first); none for an item that only lacks theirs."""
+    deferrable = [s for s in todo if hasattr(s, "defer_models")]
+    return deferrable if len(deferrable) < len(todo) else []
 
 
 def _read_failed(store, w: Work, base: dict, reason: str, problem) -> None:

@@ -64,6 +64,8 @@ class Summary:
     decode_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_busy_seconds: float = 0.0     # wall time in which some thread ran a stage
+    late_items: int = 0           # items read again for the late pass (pipeline/ingest.py)
+    late_seconds: float = 0.0     # its wall time
     passes: dict[str, dict] = field(default_factory=dict)  # per pass: ran or not, and what it found
     remote: dict | None = None    # the offload's summary when --remote was given
 

@@ -36,6 +36,7 @@ from PIL import Image
 
 from galprof import documents
 from galprof.errors import ModelMismatch
+from galprof.stages import ModelsDeferred
 from galprof.vision import manifest, transforms
 from galprof.vision.base import Model
 from galprof.vision.runtime import Session, open_session
@@ -495,6 +496,9 @@ class TextStage:
     # The faces stage already asks for 1280 px frames: no extra decoding. The detector
     # works at documents.toml [detector] long_side; recognition crops the full frame.
     long_side = 1280
+    # Set by the pipeline for an item that runs other stages too: the detector's working
+    # memory (~140 MB at 960 px) waits for the scan's late pass (pipeline/ingest.py).
+    defer_models = False
 
     def __init__(self, detector_id: str | None = None, recognizer_id: str | None = None,
                  threads: int | None = None, models_dir: Path | None = None,
@@ -520,8 +524,23 @@ class TextStage:
         self.recognizer.check()
 
     def load(self) -> None:
-        self.detector.load()
-        self.recognizer.load()
+        if not self.defer_models:
+            self.detector.load()
+            self.recognizer.load()
+
+    def unload(self) -> None:
+        """Let go of the model sessions (their memory) until the next load()."""
+        self.detector.session = self.recognizer.session = None
+
+    @property
+    def threads(self) -> int | None:
+        """Threads of each model call (None: the runtime's default); a change applies
+        from the next load()."""
+        return self.detector.threads
+
+    @threads.setter
+    def threads(self, threads: int | None) -> None:
+        self.detector.threads = self.recognizer.threads = threads
 
     def prepare(self, frames: list) -> None:
         """A photo's screen cues, in a decode thread: the pre-filter reads them for every
@@ -549,6 +568,8 @@ class TextStage:
         else:
             go, why = (False, "video") if is_video else (True, "no pre-filter")
         if go:
+            if self.defer_models:
+                raise ModelsDeferred()     # the item is counted when run again
             # a HEIC analysed from its preview: a document's lines need the full picture
             # (may raise FullPictureNeeded; the item is counted when run again)
             frame = frame.at_least(self.long_side)

@@ -6,10 +6,15 @@ Real scans of generated documents and real photos and a video."""
 
 from __future__ import annotations
 
+import io
 import shutil
 
+import pillow_heif
 import pytest
+from PIL import Image
 
+from galprof.gallery import frames as frames_mod
+from galprof.gallery.hashing import hash_bytes
 from galprof.pipeline import Settings, run
 from galprof.stages import ModelsDeferred, analysing_threads, build_stages
 from galprof.store import open_store
@@ -35,10 +40,6 @@ def gallery(tmp_path, testmedia, monkeypatch, shared_models):
     for rel in PHOTOS:
         shutil.copy(testmedia / rel, root)
     # an iPhone's HEIC of a letter: analysed from its 320 px preview, read in full
-    import io
-
-    import pillow_heif
-    from PIL import Image
     pillow_heif.register_heif_opener()
     with Image.open(io.BytesIO(LETTER.data)) as im:
         im.save(root / "IMG_0007.HEIC", format="HEIF", quality=80, thumbnails=[320],
@@ -153,7 +154,6 @@ def test_a_file_changed_before_its_late_read_is_left_to_the_next_scan(gallery, t
         summary = run(store, [gallery], Settings(stages=build_stages(ALL)))
         row = store.media.by_path(str(passport))
         assert summary.new == summary.analysed == 1 and row["status"] == "ok"
-        from galprof.gallery.hashing import hash_bytes
         assert row["content_hash"] == hash_bytes(street)
 
 
@@ -187,7 +187,6 @@ def test_the_text_stage_defers_only_what_needs_its_models(testmedia, shared_mode
     """With defer_models set, run() raises ModelsDeferred for a photo the pre-filter lets
     through and loads nothing; a photo it stops gets its payload at once."""
     monkeypatch.setenv("GALPROF_MODELS", str(shared_models))
-    from galprof.gallery import frames as frames_mod
     stages = _by_name(build_stages(ALL))
     text = stages["text"]
     text.defer_models = True

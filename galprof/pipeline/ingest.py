@@ -168,10 +168,7 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
             # for now, in this thread: what the late stage (reading a document) asks for.
             for frame in decoded.frames:
                 if frame.enlarge is not None:
-                    try:
-                        frame.decode_larger()
-                    except Exception:
-                        pass           # kept on the frame: the asking stage's failure
+                    _decode_full_picture(frame)
         item = _Item(digest, decoded, time.perf_counter() - started)
         if first is not None:
             item.resume(first)
@@ -230,8 +227,7 @@ class _Item:
     todo: list[Stage] | None = None
     failures: list[str] = field(default_factory=list)
     waits_for: Frame | None = None
-    deferring: list[Stage] = field(default_factory=list)   # stages to defer models of
-    late: bool = False                   # waits for the late pass
+    defers: bool = False                 # its deferrable stages defer (_defers)
     changed: bool = False                # read again by the late pass: not the same bytes
     frame_rows: list[tuple] | None = None   # the main pass's, kept through the late one
 
@@ -239,7 +235,12 @@ class _Item:
         """The stage deferred its models: keep what the late pass needs, not the pixels."""
         self.todo.insert(0, stage)
         self.frame_rows = _frame_rows(self.decoded.frames)
-        self.decoded, self.late, self.deferring = None, True, []
+        self.decoded = None
+
+    @property
+    def late(self) -> bool:
+        """It waits for the late pass (its pixels let go)."""
+        return self.decoded is None
 
     def resume(self, first: "_Item") -> None:
         """Late pass, read again: carry on where the main pass stopped."""
@@ -247,15 +248,20 @@ class _Item:
         self.todo, self.failures, self.frame_rows = first.todo, first.failures, first.frame_rows
 
     def decode_full_picture(self) -> "_Item":
-        """Decode thread: the full picture the waiting stage asked for (a failure is kept
-        on the frame and becomes that stage's when it runs again)."""
+        """Decode thread: the full picture the waiting stage asked for."""
         started = time.perf_counter()
-        try:
-            self.waits_for.decode_larger()
-        except Exception:
-            pass
+        _decode_full_picture(self.waits_for)
         self.seconds, self.waits_for = time.perf_counter() - started, None
         return self
+
+
+def _decode_full_picture(frame: Frame) -> None:
+    """Decode thread: a frame's full picture; a failure is kept on the frame and becomes
+    the asking stage's when it runs."""
+    try:
+        frame.decode_larger()
+    except Exception:
+        pass
 
 
 def _prepare(stages: list[Stage], frames, keep_picture: bool = False) -> None:
@@ -410,13 +416,13 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
         upstream = {name: r.payload for name, r in have.items() if r.error is None}
         if item.todo is None:
             item.todo = cache.todo(digest, w.found.kind)
-            item.deferring = _deferring(item.todo)
+            item.defers = _defers(item.todo)
         for frame in decoded.frames:
             frame.defer_enlarge = True
         while item.todo:
             stage = item.todo.pop(0)
             if hasattr(stage, "defer_models"):
-                stage.defer_models = stage in item.deferring
+                stage.defer_models = item.defers
             analyses.load(stage)
             version = settings.version_of(stage, w.found.kind)
             missing = [d for d in stage.requires if upstream.get(d) is None]
@@ -468,12 +474,11 @@ def _frame_rows(frames: list[Frame]) -> list[tuple]:
     return [(fr.index, fr.timestamp, fr.image.shape[1], fr.image.shape[0]) for fr in frames]
 
 
-def _deferring(todo: list[Stage]) -> list[Stage]:
-    """The stages of an item's to-do list that defer their models to the late pass: all
-    that can, when the item runs any other stage (whose models and frames are what the
-    late pass lets go first); none for an item that only lacks theirs."""
-    deferrable = [s for s in todo if hasattr(s, "defer_models")]
-    return deferrable if len(deferrable) < len(todo) else []
+def _defers(todo: list[Stage]) -> bool:
+    """Whether an item's stages that can defer their models to the late pass do: when it
+    runs any other stage (whose models and frames the late pass lets go first), not when
+    it only lacks theirs."""
+    return any(not hasattr(s, "defer_models") for s in todo)
 
 
 def _read_failed(store, w: Work, base: dict, reason: str, problem) -> None:

@@ -177,3 +177,20 @@ def test_progress_bar_on_a_terminal(tmp_path, small_gallery):
                                  "--db", str(tmp_path / "g.db"), "--stages", "none"], {})
     assert code == 0
     assert "scanning" in text and "4/4" in text and "files/s" in text
+
+
+def test_progress_bar_names_the_late_pass(tmp_path, testmedia, shared_models):
+    """While the late pass reads the documents again, the bar says so, and it ends with
+    every file counted."""
+    import sys
+
+    import text_samples
+    pytest.importorskip("rapidocr_onnxruntime")
+    root = tmp_path / "DCIM"
+    root.mkdir()
+    (root / "IMG_0001.jpg").write_bytes(text_samples.generated_set(1)[0].data)   # a passport
+    shutil.copyfile(testmedia / "exif/phone/pp_iPhoneSE_cat_brown.jpg", root / "IMG_0002.jpg")
+    code, text = _on_a_terminal([sys.executable, "-m", "galprof", "scan", str(root), "--db",
+                                 str(tmp_path / "g.db")], {"GALPROF_MODELS": str(shared_models)})
+    assert code == 0, text
+    assert "scanning" in text and "late pass: text" in text and "2/2" in text

@@ -13,6 +13,7 @@ import pillow_heif
 import pytest
 from PIL import Image
 
+from galprof.errors import StageFailed
 from galprof.gallery import frames as frames_mod
 from galprof.gallery.hashing import hash_bytes
 from galprof.pipeline import Settings, run
@@ -136,18 +137,22 @@ def test_a_file_changed_before_its_late_read_is_left_to_the_next_scan(gallery, t
     for name in (RECEIPT.name.rsplit("/", 1)[-1], "IMG_0007.HEIC"):
         (gallery / name).unlink()               # one document: one item in the late pass
     street = (testmedia / "scenes/ul_bus.jpg").read_bytes()
-    problems = []
+    problems, phases = [], []
 
-    def on_progress(done, total):
+    def on_progress(done, total, phase):
         # every other item is finished before the late pass reads the passport again
-        if done == total - 1:
-            passport.write_bytes(street)
+        if phase not in phases:
+            phases.append(phase)
+            if phase != "scanning":
+                assert done == total - 1
+                passport.write_bytes(street)
 
     with open_store(tmp_path / "galprof.db") as store:
         stages = build_stages(ALL)
         summary = run(store, [gallery], Settings(stages=stages), on_progress=on_progress,
                       on_problem=lambda *p: problems.append(p))
         assert summary.late_items == 1
+        assert phases == ["scanning", "late pass: text"]
         assert [p[:2] for p in problems] == [(str(passport), "warning")]
         assert "changed while it was being scanned" in problems[0][2]
         assert store.media.by_path(str(passport)) is None
@@ -155,6 +160,44 @@ def test_a_file_changed_before_its_late_read_is_left_to_the_next_scan(gallery, t
         row = store.media.by_path(str(passport))
         assert summary.new == summary.analysed == 1 and row["status"] == "ok"
         assert row["content_hash"] == hash_bytes(street)
+
+
+def test_a_text_model_broken_in_the_late_pass_keeps_the_rows_it_did_not_reach(
+        tmp_path, shared_models, monkeypatch):
+    """The detector failing on its first five items stops the scan (StageFailed); the
+    deferred items after them keep their rows and their other results, and the next scan,
+    the runtime fixed, reads their text without reading anything else again."""
+    monkeypatch.setenv("GALPROF_MODELS", str(shared_models))
+    root = tmp_path / "DCIM"
+    root.mkdir()
+    documents = SAMPLES[:6] + [SAMPLES[0]]
+    for i, sample in enumerate(documents):
+        # the passport twice, its copy other bytes: seven items for the detector
+        (root / f"IMG_{i:04d}.jpg").write_bytes(sample.data + b"\0" * (i == 6))
+    with open_store(tmp_path / "galprof.db") as store:
+        stages = build_stages(ALL)
+        text = _by_name(stages)["text"]
+
+        def broken(image):
+            raise RuntimeError("the runtime cannot run this graph here")
+        text.detector.predict = broken
+        with pytest.raises(StageFailed, match="text"):
+            run(store, [root], Settings(stages=stages), on_problem=lambda *p: None)
+        rows = store.media.under([str(root)])
+        assert len(rows) == len(documents)
+        with_text = [r for r in rows.values()
+                     if store.results.payload(r["content_hash"], "text") is not None]
+        assert with_text == []
+        for row in rows.values():
+            for name in ALL[:3]:
+                assert store.results.payload(row["content_hash"], name) is not None
+        stages = build_stages(ALL)
+        summary = run(store, [root], Settings(stages=stages))
+        assert summary.failed == 0 and summary.analysed == len(documents)
+        assert summary.late_items == 0
+        assert _by_name(stages)["text"].stats.detected == len(documents)
+        for row in store.media.under([str(root)]).values():
+            assert row["status"] == "ok" and row["private"] == 1, row
 
 
 def test_an_item_that_lacks_only_its_text_is_read_once(gallery, tmp_path):

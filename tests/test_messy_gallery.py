@@ -244,7 +244,7 @@ def test_fuzzed_files_never_crash_hang_or_touch_good_results(tmp_path, testmedia
     times: list[float] = []
     last = [time.monotonic()]
 
-    def tick(done, total):
+    def tick(done, total, phase):
         now = time.monotonic()
         times.append(now - last[0])
         last[0] = now

@@ -119,9 +119,9 @@ def _run_with_bar(store, paths, settings, on_problem, console):
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("scanning", total=None, rate="")
 
-        def on_progress(done: int, total: int) -> None:
+        def on_progress(done: int, total: int, phase: str) -> None:
             elapsed = progress.tasks[0].elapsed or 0
             rate = f"{done / elapsed:.1f} files/s" if elapsed and done else ""
-            progress.update(task, completed=done, total=total, rate=rate)
+            progress.update(task, completed=done, total=total, rate=rate, description=phase)
 
         return run(store, list(paths), settings, on_progress=on_progress, on_problem=on_problem)

@@ -20,7 +20,8 @@ from galprof.pipeline.passes import run_passes
 from galprof.pipeline.settings import RemoteSettings, Settings, Summary  # noqa: F401
 from galprof.stages import order_stages
 
-Progress = Callable[[int, int], None]          # (done, total) of the files to read
+# (done, total) of the files to read, and the phase: "scanning", then "late pass: text"
+Progress = Callable[[int, int, str], None]
 Problem = Callable[[str, str, str], None]      # (path, "error" | "warning", reason)
 
 

@@ -19,7 +19,11 @@ Failures: a file that cannot be read, or a stage that fails on it, is an error f
 file (one line naming it and the reason; recorded, so it is reported once). A stage that
 fails on the first FAILURE_STREAK files it runs on is broken (a bad model file, a runtime
 that does not work here): the run stops with StageFailed naming the model and what to do,
-keeping everything committed so far.
+keeping every item finished so far, and the rows of the items it left waiting for the late
+pass (with their other results; the next scan runs the late stage on them).
+
+Progress: on_progress(done, total, phase), phase SCANNING and then, while the late pass
+runs, "late pass: " and its stages' names.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ LATE_DECODE_AHEAD = 1
 ANALYSIS_POLL_SECONDS = 0.02
 # A stage failing on this many files in a row, from its first file on, is broken.
 FAILURE_STREAK = 5
+# on_progress's phase until the late pass
+SCANNING = "scanning"
 
 
 class _Batch:
@@ -84,8 +90,12 @@ class _Batch:
             self.store.let_waiting_in()    # a `private mark` meanwhile
             self._begin()
 
-    def __exit__(self, *exc):
-        return self._tx.__exit__(*exc)
+    def __exit__(self, exc_type, exc, tb):
+        if isinstance(exc, StageFailed):
+            # a broken stage, not a broken batch: what the items got is theirs to keep
+            self._tx.__exit__(None, None, None)
+            return False
+        return self._tx.__exit__(exc_type, exc, tb)
 
 
 class _Streaks:
@@ -178,16 +188,20 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
         _load_first_tflite_stage([s for s in stages if any(s in w.todo for w in work)],
                                  analyses)
     if on_progress:
-        on_progress(0, len(work))
+        on_progress(0, len(work), SCANNING)
     workers = max(1, settings.decode_workers)
+    deferred: dict[int, tuple[Work, _Item]] = {}   # waiting for the late pass, by id(work)
     try:
         _run(store, work, settings, summary, problem, on_progress, read, cache, streaks,
-             analyses, workers)
+             analyses, workers, deferred)
     except StageFailed as e:
         # Broken, not bad files: forget the streak's failures, so that the next run (after
-        # the fix) tries those files again.
+        # the fix) tries those files again; the items the late pass did not reach keep
+        # their rows with the results they have.
         with store.transaction():
             store.results.forget_errors(e.content_hashes, e.stage_name)
+            for w, item in deferred.values():
+                _save_row(store, w, item.record, item.digest, item.failures, item.frame_rows)
         raise
     finally:
         analyses.close()
@@ -230,11 +244,13 @@ class _Item:
     defers: bool = False                 # its deferrable stages defer (_defers)
     changed: bool = False                # read again by the late pass: not the same bytes
     frame_rows: list[tuple] | None = None   # the main pass's, kept through the late one
+    record: frames_mod.Decoded | None = None   # its metadata, while it waits for the late pass
 
     def defer_to_late_pass(self, stage: Stage) -> None:
         """The stage deferred its models: keep what the late pass needs, not the pixels."""
         self.todo.insert(0, stage)
         self.frame_rows = _frame_rows(self.decoded.frames)
+        self.record = frames_mod.Decoded(self.decoded.meta, [], self.decoded.warnings)
         self.decoded = None
 
     @property
@@ -283,8 +299,9 @@ def _prepare(stages: list[Stage], frames, keep_picture: bool = False) -> None:
 
 
 def _run(store, work, settings, summary, problem, on_progress, read, cache, streaks, analyses,
-         workers) -> None:
+         workers, deferred) -> None:
     total = len(work)
+    phase = SCANNING
     with _Batch(store) as batch, ThreadPoolExecutor(max_workers=workers) as pool:
         queue: deque = deque()
         waiting = deque((w, None) for w in work)     # (work, the main pass's item)
@@ -312,9 +329,11 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
             waiting_item = _finish(store, w, future, settings, summary, problem, cache,
                                    streaks, analyses)
             if waiting_item is None:
+                deferred.pop(id(w), None)
                 return True
             if waiting_item.late:
                 late.append((w, waiting_item))
+                deferred[id(w)] = (w, waiting_item)
                 batch.tick()                  # its results so far
             else:
                 # A full HEIC decode (~150 ms) in a decode thread, while this thread
@@ -333,9 +352,12 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
                           if hasattr(s, "defer_models") and s.threads}:
                 threads[stage] = stage.threads
                 stage.threads *= analysing_threads(settings.analyses_at_once)
-            nonlocal ahead, late_started
+            nonlocal ahead, late_started, phase
             ahead, late_started = LATE_DECODE_AHEAD, time.perf_counter()
             summary.late_items += len(late)
+            phase = "late pass: " + ", ".join(sorted({item.todo[0].name for _, item in late}))
+            if on_progress:
+                on_progress(done, total, phase)
             waiting.extend(late)
             late.clear()
             refill(False)
@@ -365,7 +387,7 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
                 refill(False)
                 done += 1
                 if on_progress:
-                    on_progress(done, total)
+                    on_progress(done, total, phase)
                 batch.tick()
         finally:
             for _, future in queue:
@@ -394,15 +416,14 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
     """Run the item's stages and record it; or, when a stage needs a full picture not yet
     decoded, return the item (its results so far stored) for the decode threads."""
     path = os.fspath(w.found.path)
-    base = _base_row(w)
     try:
         item = future.result()
         summary.decode_seconds += item.seconds
     except MediaError as e:
-        _read_failed(store, w, base, e.reason, problem)
+        _read_failed(store, w, e.reason, problem)
         return None
     except Exception as e:  # a decoder bug must not stop the run; report it like bad input
-        _read_failed(store, w, base, f"cannot decode this file (the decoder failed: "
+        _read_failed(store, w, f"cannot decode this file (the decoder failed: "
                                      f"{type(e).__name__}: {_one_line(e)})", problem)
         return None
     if item.changed:
@@ -460,14 +481,21 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
         problem(path, "read", "warning", note)
     for reason in failures:
         problem(path, reason.split()[1], "error", reason)
-    meta = decoded.meta.to_dict()
-    row = {**base, **{k: meta.get(k) for k in _META_FIELDS}, "content_hash": digest,
+    _save_row(store, w, decoded, digest, failures,
+              item.frame_rows or _frame_rows(decoded.frames))
+    return None
+
+
+def _save_row(store, w: Work, decoded: frames_mod.Decoded, digest: str, failures: list[str],
+              frame_rows: list[tuple] | None) -> None:
+    """The item's media row (its metadata, warnings and failures) and its frames'."""
+    meta, notes = decoded.meta.to_dict(), decoded.warnings
+    row = {**_base_row(w), **{k: meta.get(k) for k in _META_FIELDS}, "content_hash": digest,
            "hash_scheme": 2, "status": "warning" if notes else "ok",
            "error": "; ".join(failures + notes) or None}
     media_id = store.media.save(w.media_id, row)
-    if decoded.frames:
-        store.media.replace_frames(media_id, item.frame_rows or _frame_rows(decoded.frames))
-    return None
+    if frame_rows:
+        store.media.replace_frames(media_id, frame_rows)
 
 
 def _frame_rows(frames: list[Frame]) -> list[tuple]:
@@ -481,9 +509,9 @@ def _defers(todo: list[Stage]) -> bool:
     return any(not hasattr(s, "defer_models") for s in todo)
 
 
-def _read_failed(store, w: Work, base: dict, reason: str, problem) -> None:
+def _read_failed(store, w: Work, reason: str, problem) -> None:
     problem(os.fspath(w.found.path), "read", "error", reason)
-    store.media.save(w.media_id, {**base, "content_hash": w.content_hash, "hash_scheme": 2,
+    store.media.save(w.media_id, {**_base_row(w), "content_hash": w.content_hash, "hash_scheme": 2,
                                   "status": "failed", "error": reason})
 
 

@@ -4,10 +4,10 @@ The ONNX files come with the PyPI package rapidocr-onnxruntime (the `text` extra
 manifest finds them inside the installed package and checks their sha256. galprof uses
 the files, not the package's API: the package's pipeline needs OpenCV, Shapely and
 pyclipper (about 70 MB, and no OpenCV wheels for Termux), hard-codes its thresholds and
-thread settings, and reads every line it finds. Here the pre/post-processing is numpy,
-Pillow and scipy.ndimage (already installed with reverse-geocode), the models run on
-galprof's runtime like every other model, and recognition reads only the few lines a
-decision needs (galprof/documents.py chooses them).
+thread settings, and reads every line it finds. Here the pre/post-processing is numpy
+and Pillow (the regions in galprof/vision/regions.py, as SciPy's ndimage finds them
+without its import), the models run on galprof's runtime like every other model, and
+recognition reads only the few lines a decision needs (galprof/documents.py chooses them).
 
 Detector contract (manifest `ppocr_v4_det`, PaddleOCR's DB head): BGR, (x/255 - 0.5)/0.5,
 NCHW, height and width multiples of 32; the output is a text probability per input pixel.
@@ -37,7 +37,7 @@ from PIL import Image
 from galprof import documents
 from galprof.errors import ModelMismatch
 from galprof.stages import ModelsDeferred
-from galprof.vision import manifest, transforms
+from galprof.vision import manifest, regions, transforms
 from galprof.vision.base import Model
 from galprof.vision.runtime import Session, open_session
 
@@ -197,25 +197,21 @@ class TextDetector(Model):
 def boxes_from_probability(prob: np.ndarray, binarise: float, box_score: float,
                            unclip: float) -> list[TextBox]:
     """DB post-processing of a text probability map into oriented line boxes (map pixels)."""
-    from scipy import ndimage
-
-    mask = ndimage.binary_dilation(prob > binarise, structure=np.ones((2, 2), bool))
-    labels, n = ndimage.label(mask)
+    labels, n, bounds = regions.label(regions.dilate_2x2(prob > binarise))
     if n == 0:
         return []
-    index = np.arange(1, n + 1)
-    sizes = ndimage.sum_labels(np.ones_like(prob), labels, index)
-    scores = ndimage.mean(prob, labels, index)
+    # per region, in the pixels' order (what scipy.ndimage.mean sums)
+    sizes = np.bincount(labels.reshape(-1), minlength=n + 1)[1:].astype(np.float64)
+    scores = np.bincount(labels.reshape(-1), weights=prob.reshape(-1), minlength=n + 1)[1:] / sizes
     keep = np.nonzero((sizes >= MIN_REGION_PIXELS) & (scores >= box_score))[0]
     if len(keep) > MAX_REGIONS:
         keep = keep[np.argsort(-sizes[keep])[:MAX_REGIONS]]
-    slices = ndimage.find_objects(labels)
     height, width = prob.shape
     out = []
     for k in keep:
-        sl = slices[k]
-        ys, xs = np.nonzero(labels[sl] == k + 1)
-        points = np.stack([xs + sl[1].start + 0.5, ys + sl[0].start + 0.5], 1).astype(np.float64)
+        r0, r1, c0, c1 = bounds[k]
+        ys, xs = np.nonzero(labels[r0:r1, c0:c1] == k + 1)
+        points = np.stack([xs + c0 + 0.5, ys + r0 + 0.5], 1).astype(np.float64)
         rect = _oriented_rectangle(points)
         if rect is None:
             continue

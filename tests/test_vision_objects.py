@@ -90,6 +90,18 @@ def test_dog_box_golden(detector, testmedia):
     assert np.abs(np.array(dogs[0].box) - DOG_BOX).max() <= BOX_TOLERANCE, dogs[0].box
 
 
+def test_unload_lets_go_of_the_session_and_the_input_buffers(shared_models, testmedia):
+    """The late pass unloads the objects stage for the text detector's memory: its
+    threads' 2 MB input buffers go with the session, and the next call loads it again."""
+    detector = ObjectDetector("yolox_nano", threads=2, models_dir=shared_models)
+    image = load_rgb(testmedia, "darknet_dog.jpg")
+    first = detector.predict(image)
+    assert detector._inputs.buffer.nbytes == detector.width * detector.height * 3 * 4
+    detector.unload()
+    assert detector.session is None and not hasattr(detector._inputs, "buffer")
+    assert detector.predict(image) == first
+
+
 def test_bgr_input_matters(detector, testmedia):
     """The model wants BGR: feeding it RGB (a swapped image) lowers the cat score."""
     image = load_rgb(testmedia, "skimage_chelsea.png")

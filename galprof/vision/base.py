@@ -68,6 +68,10 @@ class Model:
                 self.session = session
         return self
 
+    def unload(self) -> None:
+        """Let go of the session (its memory) until the next load()."""
+        self.session = None
+
     def _session_options(self) -> dict:
         """More open_session arguments (outputs, any_size, extra_outputs) a model class
         asks for."""

@@ -474,8 +474,8 @@ class FacesStage:
 
     def unload(self) -> None:
         """Let go of the model sessions (their memory) until the next load()."""
-        self.detector.session = None
-        self.analyzer.session = None
+        self.detector.unload()
+        self.analyzer.unload()
 
     def _input_key(self) -> tuple:
         return "faces", self.detector.input_size

@@ -163,6 +163,11 @@ class ObjectDetector(Model):
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         return [x], (ratio, image.shape[1], image.shape[0], size)
 
+    def unload(self) -> None:
+        """...and of the threads' input buffers (2 MB each)."""
+        super().unload()
+        self._inputs = threading.local()
+
     def _input_array(self, height: int, width: int) -> np.ndarray:
         """This thread's input array of this size, the front of one buffer made once: a
         new 2 MB array a call is a fresh mapping, page faults and an unmap each time
@@ -315,7 +320,7 @@ class ObjectsStage:
 
     def unload(self) -> None:
         """Let go of the model sessions (their memory) until the next load()."""
-        self.detector.session = None
+        self.detector.unload()
 
     def _input_key(self) -> tuple:
         return "objects", self.detector.width, self.detector.height

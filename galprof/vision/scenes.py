@@ -151,7 +151,7 @@ class ScenesStage:
 
     def unload(self) -> None:
         """Let go of the model sessions (their memory) until the next load()."""
-        self.classifier.session = None
+        self.classifier.unload()
 
     def _input_key(self) -> tuple:
         c = self.classifier

@@ -526,7 +526,8 @@ class TextStage:
 
     def unload(self) -> None:
         """Let go of the model sessions (their memory) until the next load()."""
-        self.detector.session = self.recognizer.session = None
+        self.detector.unload()
+        self.recognizer.unload()
 
     @property
     def threads(self) -> int | None:

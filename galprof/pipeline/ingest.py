@@ -424,7 +424,7 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
         return None
     except Exception as e:  # a decoder bug must not stop the run; report it like bad input
         _read_failed(store, w, f"cannot decode this file (the decoder failed: "
-                                     f"{type(e).__name__}: {_one_line(e)})", problem)
+                               f"{type(e).__name__}: {_one_line(e)})", problem)
         return None
     if item.changed:
         problem(path, "read", "warning", "the file changed while it was being scanned; "
@@ -511,8 +511,8 @@ def _defers(todo: list[Stage]) -> bool:
 
 def _read_failed(store, w: Work, reason: str, problem) -> None:
     problem(os.fspath(w.found.path), "read", "error", reason)
-    store.media.save(w.media_id, {**_base_row(w), "content_hash": w.content_hash, "hash_scheme": 2,
-                                  "status": "failed", "error": reason})
+    store.media.save(w.media_id, {**_base_row(w), "content_hash": w.content_hash,
+                                  "hash_scheme": 2, "status": "failed", "error": reason})
 
 
 def _one_line(e: BaseException) -> str:

@@ -164,7 +164,7 @@ class ObjectDetector(Model):
         return [x], (ratio, image.shape[1], image.shape[0], size)
 
     def unload(self) -> None:
-        """...and of the threads' input buffers (2 MB each)."""
+        """Let go of the session and of the threads' input buffers (2 MB each)."""
         super().unload()
         self._inputs = threading.local()
 

@@ -12,7 +12,7 @@ runs points the larger of their roots at the smaller, then every run jumps to it
 until no pair has two roots. The root of a region is its first run in raster order, so
 numbering the roots in order numbers the regions by their first pixel, as scipy does.
 
-Cost, with the dilation: 2.3 ms median, 4.4 at most, on the detector's maps of 46 test
+Cost, with the dilation: 2.3 ms median, 4.4 at most, on the detector's maps of 42 test
 documents and photos (SciPy 4.4 and 9.7); bounded by the pixels for any map, 20-90 ms on
 the worst measured (a spiral, noise at the percolation density, one-pixel vertical
 stripes: 350,000 runs; SciPy 2-7 ms).

@@ -210,7 +210,7 @@ def ingest(store, work: list[Work], settings: Settings, summary: Summary, proble
         # gallery passes, which load their own data (the places pass ~100 MB).
         for stage in stages:
             analyses.unload(stage)
-            if hasattr(stage, "defer_models"):
+            if _can_defer(stage):
                 stage.defer_models = False
 
 
@@ -349,7 +349,7 @@ def _run(store, work, settings, summary, problem, on_progress, read, cache, stre
             frames_mod.release_freed_memory()      # what they held (30-55 MB)
             # one model call at a time now: it gets the cores two analyses shared
             for stage in {s for _, item in late for s in item.todo
-                          if hasattr(s, "defer_models") and s.threads}:
+                          if _can_defer(s) and s.threads}:
                 threads[stage] = stage.threads
                 stage.threads *= analysing_threads(settings.analyses_at_once)
             nonlocal ahead, late_started, phase
@@ -442,7 +442,7 @@ def _finish(store, w: Work, future, settings: Settings, summary: Summary, proble
             frame.defer_enlarge = True
         while item.todo:
             stage = item.todo.pop(0)
-            if hasattr(stage, "defer_models"):
+            if _can_defer(stage):
                 stage.defer_models = item.defers
             analyses.load(stage)
             version = settings.version_of(stage, w.found.kind)
@@ -502,11 +502,16 @@ def _frame_rows(frames: list[Frame]) -> list[tuple]:
     return [(fr.index, fr.timestamp, fr.image.shape[1], fr.image.shape[0]) for fr in frames]
 
 
+def _can_defer(stage: Stage) -> bool:
+    """Whether the stage can defer its models to the late pass (Stage.defer_models)."""
+    return hasattr(stage, "defer_models")
+
+
 def _defers(todo: list[Stage]) -> bool:
     """Whether an item's stages that can defer their models to the late pass do: when it
     runs any other stage (whose models and frames the late pass lets go first), not when
     it only lacks theirs."""
-    return any(not hasattr(s, "defer_models") for s in todo)
+    return not all(map(_can_defer, todo))
 
 
 def _read_failed(store, w: Work, reason: str, problem) -> None:

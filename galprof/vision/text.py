@@ -201,8 +201,9 @@ def boxes_from_probability(prob: np.ndarray, binarise: float, box_score: float,
     if n == 0:
         return []
     # per region, in the pixels' order (what scipy.ndimage.mean sums)
-    sizes = np.bincount(labels.reshape(-1), minlength=n + 1)[1:].astype(np.float64)
-    scores = np.bincount(labels.reshape(-1), weights=prob.reshape(-1), minlength=n + 1)[1:] / sizes
+    flat = labels.reshape(-1)
+    sizes = np.bincount(flat, minlength=n + 1)[1:].astype(np.float64)
+    scores = np.bincount(flat, weights=prob.reshape(-1), minlength=n + 1)[1:] / sizes
     keep = np.nonzero((sizes >= MIN_REGION_PIXELS) & (scores >= box_score))[0]
     if len(keep) > MAX_REGIONS:
         keep = keep[np.argsort(-sizes[keep])[:MAX_REGIONS]]
